@@ -1,0 +1,38 @@
+"""`python -m consumer.emulator`: run the emulator from a shell, a benchmark or a test."""
+
+from __future__ import annotations
+
+import argparse
+
+from consumer.emulator.server import serve
+from consumer.emulator.state import EmulatorConfig
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags into an EmulatorConfig and serve until SIGTERM/SIGINT."""
+    defaults = EmulatorConfig()
+    parser = argparse.ArgumentParser(prog="python -m consumer.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--api-key", action="append", dest="api_keys", help="accepted key (repeatable)"
+    )
+    parser.add_argument("--org-id", default=defaults.org_id)
+    parser.add_argument("--rate-limit", type=float, default=None, help="requests/s per key")
+    parser.add_argument("--burst", type=int, default=defaults.burst)
+    parser.add_argument("--error-rate", type=float, default=defaults.error_rate)
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms)
+    args = parser.parse_args(argv)
+    config = EmulatorConfig(
+        api_keys=tuple(args.api_keys) if args.api_keys else defaults.api_keys,
+        org_id=args.org_id,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        error_rate=args.error_rate,
+        latency_ms=args.latency_ms,
+    )
+    serve(config, args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The aiohttp app of the FullStory emulator: API routes, control routes under /emulator/, serve().
+
+Per-request work is kept to a minimum (no per-request logging, orjson, precomputed bodies) so
+the emulator is never the bottleneck of a benchmark.
+
+Order of checks on an API request: outage ("refuse" drops the connection before reading), body
+read, latency, outage 503, auth 401, per-key rate limit 429, random 500 (`error_rate`),
+idempotency replay/conflict, JSON parsing, `reject_matching` rules, validation, effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from consumer.emulator.state import (
+    DROPPED,
+    EmulatorConfig,
+    EmulatorState,
+    FaultError,
+    retry_after_seconds,
+)
+from consumer.emulator.validation import Invalid, validate_event, validate_user
+
+STATE = web.AppKey("state", EmulatorState)
+JSON = "application/json"
+MAX_BODY = 64 * 1024 * 1024  # room for the batch-import bodies of a later issue
+CODES = {
+    400: "invalid_argument",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "resource_not_found",
+    429: "too_many_requests",
+}
+EMPTY = b"{}"
+
+
+def error_body(status: int, message: str) -> bytes:
+    """FullStory's error shape; 5xx are `server_error`, unknown 4xx `invalid_argument`."""
+    code = "server_error" if status >= 500 else CODES.get(status, "invalid_argument")
+    return orjson.dumps({"message": message, "code": code})
+
+
+UNAUTHORIZED = error_body(401, "missing or invalid API key")
+SERVER_ERROR = error_body(500, "injected server error")
+OUTAGE = error_body(503, "service unavailable (emulated outage)")
+TOO_MANY = error_body(429, "rate limit exceeded")
+CONFLICT = error_body(400, "Idempotency-Key reused with a different request body")
+
+# Outcome of the synchronous part of a request: status, body, Retry-After, replay.
+Outcome = tuple[int, bytes, int | None, bool]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API route: how its document is handled and which faults apply to it."""
+
+    apply: Callable[[EmulatorState, Any], bytes]  # validates, then acts; raises Invalid
+    has_body: bool  # the document is the JSON body, else the query parameters
+    idempotent: bool  # honours Idempotency-Key
+    faultable: bool  # subject to error_rate and reject_matching
+
+
+def _post_user(state: EmulatorState, body: Any) -> bytes:
+    return orjson.dumps({"id": state.upsert_user(validate_user(body))})
+
+
+def _post_event(state: EmulatorState, body: Any) -> bytes:
+    validate_event(body)
+    return EMPTY
+
+
+def _delete_user(state: EmulatorState, query: dict[str, str]) -> bytes:
+    uid = query.get("uid")
+    if not uid:
+        raise Invalid("the uid query parameter is required")
+    state.delete_user(uid)
+    return EMPTY
+
+
+def _me(state: EmulatorState, _query: dict[str, str]) -> bytes:
+    config = state.config
+    return orjson.dumps({"email": "emulator@example.com", "orgId": config.org_id, "role": "ADMIN"})
+
+
+POST_USER = Endpoint(_post_user, has_body=True, idempotent=True, faultable=True)
+POST_EVENT = Endpoint(_post_event, has_body=True, idempotent=True, faultable=True)
+DELETE_USER = Endpoint(_delete_user, has_body=False, idempotent=False, faultable=True)
+GET_ME = Endpoint(_me, has_body=False, idempotent=False, faultable=False)
+
+
+def _process(
+    state: EmulatorState,
+    endpoint: Endpoint,
+    path: str,
+    request: web.Request,
+    raw: bytes,
+    key: str | None,
+) -> Outcome:
+    """Everything after the body read and latency; synchronous, so idempotency is atomic."""
+    faults = state.faults
+    if state.outage_mode() is not None:
+        return 503, OUTAGE, None, False
+    auth = request.headers.get("Authorization", "")
+    api_key = auth[6:] if auth[:6].lower() == "basic " else None
+    if api_key is None or api_key not in state.api_keys:
+        return 401, UNAUTHORIZED, None, False
+    if faults.rate_limit is not None:
+        wait = state.rate_wait(api_key)
+        if wait > 0.0:
+            return 429, TOO_MANY, retry_after_seconds(wait), False
+    if endpoint.faultable and state.random_error():
+        return 500, SERVER_ERROR, None, False
+    digest = b""
+    if key is not None and endpoint.idempotent:
+        digest = state.digest(raw)
+        stored = state.idempotency.get((path, key))
+        if stored is not None:
+            if stored[0] != digest:
+                return 400, CONFLICT, None, False
+            return stored[1], stored[2], None, True
+    outcome = _evaluate(state, endpoint, path, request, raw)
+    if digest:
+        state.remember(path, key or "", digest, outcome[0], outcome[1])
+    return outcome
+
+
+def _evaluate(
+    state: EmulatorState, endpoint: Endpoint, path: str, request: web.Request, raw: bytes
+) -> Outcome:
+    document: Any
+    if endpoint.has_body:
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return 400, error_body(400, "request body is not valid JSON"), None, False
+    else:
+        document = dict(request.query)
+    if endpoint.faultable and state.faults.reject_matching:
+        rule = state.match_rule(path, document)
+        if rule is not None:
+            message = rule.message or "rejected by an emulator reject_matching rule"
+            retry_after = 1 if rule.status == 429 else None
+            return rule.status, error_body(rule.status, message), retry_after, False
+    try:
+        return 200, endpoint.apply(state, document), None, False
+    except Invalid as exc:
+        return 400, error_body(400, str(exc)), None, False
+
+
+def _api(endpoint: Endpoint) -> Callable[[web.Request], Any]:
+    async def handler(request: web.Request) -> web.Response:
+        state = request.app[STATE]
+        method, path, query = request.method, request.path, request.query_string
+        key = request.headers.get("Idempotency-Key")
+        if state.outage_mode() == "refuse":
+            state.record(method, path, query, b"", key, False, DROPPED)
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            return web.Response()  # never sent: the connection is gone
+        raw = await request.read() if endpoint.has_body else b""
+        latency = state.faults.latency_ms
+        if latency > 0.0:
+            await asyncio.sleep(latency / 1000.0)
+        status, body, retry_after, replay = _process(state, endpoint, path, request, raw, key)
+        state.record(method, path, query, raw, key, replay, status)
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+        return web.Response(status=status, body=body, content_type=JSON, headers=headers)
+
+    return handler
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    raw = await request.read()
+    state.record(request.method, request.path, request.query_string, raw, None, False, 404)
+    body = error_body(404, f"no such endpoint: {request.method} {request.path}")
+    return web.Response(status=404, body=body, content_type=JSON)
+
+
+# -- control routes (no auth) ----------------------------------------------------------------
+
+
+def _json_response(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type=JSON)
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.Response(status=400, body=error_body(400, message), content_type=JSON)
+
+
+async def _requests(request: web.Request) -> web.Response:
+    """`?all=1` adds rejected requests; `?since=N` starts after seq N; `?path=` filters."""
+    query = request.query
+    try:
+        since = int(query.get("since", "0"))
+    except ValueError:
+        return _bad_request("since must be an integer")
+    everything = query.get("all", "0") not in ("0", "false", "")
+    body = request.app[STATE].requests_json(everything, since, query.get("path"))
+    return web.Response(body=body, content_type=JSON)
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE].stats())
+
+
+async def _users(request: web.Request) -> web.Response:
+    return _json_response(list(request.app[STATE].users.values()))
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    return _json_response(request.app[STATE].faults.as_json())
+
+
+async def _set_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        state.apply_faults(orjson.loads(await request.read()))
+    except orjson.JSONDecodeError:
+        return _bad_request("body is not valid JSON")
+    except FaultError as exc:
+        return _bad_request(str(exc))
+    return _json_response(state.faults.as_json())
+
+
+async def _reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.Response(body=EMPTY, content_type=JSON)
+
+
+def create_app(config: EmulatorConfig) -> web.Application:
+    """Build the emulator app; its state lives in `app[STATE]`."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[STATE] = EmulatorState(config)
+    router = app.router
+    router.add_get("/me", _api(GET_ME))
+    router.add_post("/v2/users", _api(POST_USER))
+    router.add_delete("/v2/users", _api(DELETE_USER))
+    router.add_post("/v2/events", _api(POST_EVENT))
+    router.add_get("/emulator/requests", _requests)
+    router.add_get("/emulator/stats", _stats)
+    router.add_get("/emulator/users", _users)
+    router.add_get("/emulator/faults", _get_faults)
+    router.add_post("/emulator/faults", _set_faults)
+    router.add_post("/emulator/reset", _reset)
+    router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    runner = web.AppRunner(
+        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        bound = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"emulator listening on http://{shown}:{bound}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Run the emulator until SIGTERM or SIGINT (blocking). Port 0 picks a free port."""
+    asyncio.run(_serve(config, host, port))

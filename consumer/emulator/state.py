@@ -1,0 +1,369 @@
+"""In-memory state of the FullStory emulator: users, request log, idempotency, limits, faults.
+
+Everything here is synchronous and touched only from the event loop thread, so a request's
+idempotency lookup, its effect and the stored result happen with no await in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+OUTAGE_MODES = ("503", "refuse")
+# Status recorded for a request whose connection was dropped without an answer.
+DROPPED = 0
+
+
+@dataclass
+class EmulatorConfig:
+    """Start configuration; `POST /emulator/reset` returns to it."""
+
+    api_keys: tuple[str, ...] = ("test-key",)
+    org_id: str = "o-TEST-na1"
+    rate_limit: float | None = None
+    burst: int = 50
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+
+
+class FaultError(ValueError):
+    """A `POST /emulator/faults` body that cannot be applied."""
+
+
+@dataclass
+class RejectRule:
+    """Force `status` for requests whose body (or DELETE query) has `field` equal to `value`."""
+
+    field: str
+    value: Any
+    status: int
+    message: str | None = None
+    path: str | None = None
+    times: int | None = None  # remaining matches; None = every match
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "value": self.value, "status": self.status}
+        for name in ("message", "path", "times"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+
+class TokenBucket:
+    """Per-key token bucket: `rate` tokens a second, at most `burst` saved up."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """Take one token; return 0 when allowed, else the seconds until one is available."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+def retry_after_seconds(wait: float) -> int:
+    """`Retry-After` is whole seconds and never below 1, as FullStory sends it."""
+    return max(1, math.ceil(wait))
+
+
+@dataclass
+class Faults:
+    """Run-time behaviour changed through `POST /emulator/faults`."""
+
+    error_rate: float
+    latency_ms: float
+    rate_limit: float | None
+    burst: int
+    outage_until: float = 0.0  # time.monotonic() deadline; 0 = no outage
+    outage_mode: str = "503"
+    reject_matching: list[RejectRule] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: EmulatorConfig) -> Faults:
+        return cls(config.error_rate, config.latency_ms, config.rate_limit, config.burst)
+
+    def as_json(self) -> dict[str, Any]:
+        remaining = max(0.0, self.outage_until - time.monotonic())
+        return {
+            "error_rate": self.error_rate,
+            "latency_ms": self.latency_ms,
+            "rate_limit": self.rate_limit,
+            "burst": self.burst,
+            "outage_remaining_seconds": round(remaining, 3),
+            "outage_mode": self.outage_mode,
+            "reject_matching": [rule.as_json() for rule in self.reject_matching] or None,
+        }
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float = math.inf) -> float:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise FaultError(f"{name} must be a number in [{low}, {high}]")
+    return float(value)
+
+
+def _parse_rule(raw: Any) -> RejectRule:
+    if not isinstance(raw, dict):
+        raise FaultError("each reject_matching rule must be an object")
+    unknown = set(raw) - {"field", "value", "status", "message", "path", "times"}
+    if unknown or not {"field", "value", "status"} <= set(raw):
+        raise FaultError("a rule is {field, value, status, message?, path?, times?}")
+    status, times = raw["status"], raw.get("times")
+    if not isinstance(raw["field"], str) or not raw["field"]:
+        raise FaultError("reject_matching field must be a non-empty dotted path")
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise FaultError("reject_matching status must be an integer in 400..599")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
+        raise FaultError("reject_matching times must be a positive integer")
+    for name in ("message", "path"):
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise FaultError(f"reject_matching {name} must be a string")
+    message, path = raw.get("message"), raw.get("path")
+    return RejectRule(raw["field"], raw["value"], status, message, path, times)
+
+
+def apply_faults(faults: Faults, body: Any) -> bool:
+    """Validate a faults body fully, then apply it; return whether rate-limit buckets must reset."""
+    if not isinstance(body, dict):
+        raise FaultError("faults body must be a JSON object")
+    known = {"error_rate", "latency_ms", "rate_limit", "burst", "outage_seconds", "outage_mode"}
+    unknown = set(body) - known - {"reject_matching"}
+    if unknown:
+        raise FaultError(f"unknown fault fields: {sorted(unknown)}")
+    new: dict[str, Any] = {}
+    if "error_rate" in body:
+        new["error_rate"] = _number(body, "error_rate", 0.0, 1.0)
+    if "latency_ms" in body:
+        new["latency_ms"] = _number(body, "latency_ms", 0.0)
+    if "rate_limit" in body:
+        limited = body["rate_limit"] is not None
+        new["rate_limit"] = _number(body, "rate_limit", 1e-9) if limited else None
+    if "burst" in body:
+        burst = body["burst"]
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise FaultError("burst must be a positive integer")
+        new["burst"] = burst
+    if "outage_mode" in body:
+        if body["outage_mode"] not in OUTAGE_MODES:
+            raise FaultError('outage_mode must be "503" or "refuse"')
+        new["outage_mode"] = body["outage_mode"]
+    outage = _number(body, "outage_seconds", 0.0) if "outage_seconds" in body else None
+    if "reject_matching" in body:
+        raw_rules = body["reject_matching"]
+        if raw_rules is not None and not isinstance(raw_rules, list):
+            raise FaultError("reject_matching must be a list of rules or null")
+        new["reject_matching"] = [_parse_rule(rule) for rule in raw_rules or []]
+    for name, value in new.items():
+        setattr(faults, name, value)
+    if outage is not None:
+        faults.outage_until = time.monotonic() + outage if outage > 0 else 0.0
+    return "rate_limit" in new or "burst" in new
+
+
+def _lookup(document: Any, dotted: str) -> tuple[bool, Any]:
+    for part in dotted.split("."):
+        if not isinstance(document, dict) or part not in document:
+            return False, None
+        document = document[part]
+    return True, document
+
+
+class EmulatorState:
+    """All mutable state of one emulator instance."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.api_keys = frozenset(config.api_keys)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget requests, users, idempotency results and faults; back to the start config."""
+        self.faults = Faults.from_config(self.config)
+        self.buckets: dict[str, TokenBucket] = {}
+        # (path, Idempotency-Key) -> (body digest, status, response body)
+        self.idempotency: dict[tuple[str, str], tuple[bytes, int, bytes]] = {}
+        self.users: dict[str, dict[str, Any]] = {}  # FullStory user id -> user record
+        self.uid_to_id: dict[str, str] = {}
+        self.next_user = 0
+        # (seq, method, path, query, raw body, idempotency key, replay, status); seq == index + 1
+        self.log: list[tuple[int, str, str, str, bytes, str | None, bool, int]] = []
+        self.by_status: dict[int, int] = {}
+        self.by_path: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}
+        self.replays = 0
+
+    # -- request log -------------------------------------------------------------------------
+
+    def record(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        raw: bytes,
+        key: str | None,
+        replay: bool,
+        status: int,
+    ) -> None:
+        """Append to the request log and keep the stats counters current."""
+        log = self.log
+        log.append((len(log) + 1, method, path, query, raw, key, replay, status))
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        self.by_path[path] = self.by_path.get(path, 0) + 1
+        if replay:
+            self.replays += 1
+        elif 200 <= status < 300:
+            self.delivered[path] = self.delivered.get(path, 0) + 1
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "total": len(self.log),
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "by_path": dict(sorted(self.by_path.items())),
+            "replays": self.replays,
+            "delivered": dict(sorted(self.delivered.items())),
+            "users": len(self.users),
+            "idempotency_keys": len(self.idempotency),
+            "process_cpu_seconds": time.process_time(),
+        }
+
+    # -- limits and faults -------------------------------------------------------------------
+
+    def apply_faults(self, body: Any) -> None:
+        """Apply a `POST /emulator/faults` body (all or nothing); raises FaultError."""
+        if apply_faults(self.faults, body):
+            self.buckets.clear()
+
+    def rate_wait(self, api_key: str) -> float:
+        """Seconds the caller must wait (0 = allowed) under the per-key token bucket."""
+        rate = self.faults.rate_limit
+        if rate is None:
+            return 0.0
+        now = time.monotonic()
+        bucket = self.buckets.get(api_key)
+        if bucket is None:
+            bucket = self.buckets[api_key] = TokenBucket(rate, self.faults.burst, now)
+        return bucket.take(now)
+
+    def outage_mode(self) -> str | None:
+        """The outage mode while an outage window is open, else None."""
+        until = self.faults.outage_until
+        if until and time.monotonic() < until:
+            return self.faults.outage_mode
+        return None
+
+    def random_error(self) -> bool:
+        rate = self.faults.error_rate
+        return rate > 0.0 and random.random() < rate
+
+    def match_rule(self, path: str, document: Any) -> RejectRule | None:
+        """First rule matching this request, consuming one of its `times`."""
+        for rule in self.faults.reject_matching:
+            if rule.path is not None and rule.path != path:
+                continue
+            found, value = _lookup(document, rule.field)
+            if not found or value != rule.value:
+                continue
+            if rule.times is not None:
+                rule.times -= 1
+                if rule.times == 0:
+                    self.faults.reject_matching.remove(rule)
+            return rule
+        return None
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    @staticmethod
+    def digest(raw: bytes) -> bytes:
+        return hashlib.blake2b(raw, digest_size=16).digest()
+
+    def remember(self, path: str, key: str, digest: bytes, status: int, response: bytes) -> None:
+        """Store a non-retryable result (2xx, or 4xx other than 429) for replay."""
+        if status < 500 and status != 429:
+            self.idempotency[(path, key)] = (digest, status, response)
+
+    # -- users -------------------------------------------------------------------------------
+
+    def upsert_user(self, body: dict[str, Any]) -> str:
+        """Create or update a user; a uid keeps its id, an anonymous call makes a new user."""
+        uid = body.get("uid")
+        user_id = self.uid_to_id.get(uid) if uid is not None else None
+        if user_id is None:
+            self.next_user += 1
+            user_id = str(1_000_000_000 + self.next_user)
+            record: dict[str, Any] = {"id": user_id, "properties": {}}
+            if uid is not None:
+                record["uid"] = uid
+                self.uid_to_id[uid] = user_id
+            self.users[user_id] = record
+        record = self.users[user_id]
+        for name in ("display_name", "email"):
+            if name in body:
+                record[name] = body[name]
+        if "properties" in body:
+            _merge(record["properties"], body["properties"])
+        return user_id
+
+    def delete_user(self, uid: str) -> None:
+        """Delete by uid; an unknown uid is accepted like a known one (GDPR deletes are blind)."""
+        user_id = self.uid_to_id.pop(uid, None)
+        if user_id is not None:
+            del self.users[user_id]
+
+    def requests_json(self, everything: bool, since: int, path: str | None) -> bytes:
+        """The request log as JSON, accepted (2xx) requests only unless `everything`."""
+        out = []
+        for seq, method, rpath, query, raw, key, replay, status in self.log[max(0, since) :]:
+            if (not everything and not 200 <= status < 300) or (path is not None and rpath != path):
+                continue
+            out.append(
+                {
+                    "seq": seq,
+                    "method": method,
+                    "path": rpath,
+                    "query": _query_dict(query),
+                    "body": _decode_body(raw),
+                    "idempotency_key": key,
+                    "replay": replay,
+                    "status": status,
+                }
+            )
+        return orjson.dumps(out)
+
+
+def _merge(target: dict[str, Any], update: dict[str, Any]) -> None:
+    """Properties merge, the latest value wins; nested objects merge too."""
+    for name, value in update.items():
+        current = target.get(name)
+        if isinstance(value, dict) and isinstance(current, dict):
+            _merge(current, value)
+        else:
+            target[name] = value
+
+
+def _query_dict(query: str) -> dict[str, str]:
+    return dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+
+
+def _decode_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
