@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Run a single-node Apache Kafka 4.x broker (KRaft, broker+controller in one JVM) from Maven
+# Central jars, for tests and the demo on machines without Docker. Binds to 127.0.0.1 only.
+#
+#   kafka.sh fetch
+#   kafka.sh start --port P --controller-port C --data-dir D [--log-dir L] [--heap 512m]
+#                  [--timeout 120]
+#   kafka.sh stop  --data-dir D [--timeout 30] [--kill]
+#
+# Env: KAFKA_LIBS_DIR overrides the jar cache (default deploy/local/.cache/kafka-libs).
+# Layout of D: server.properties, cluster.id, broker.pid, kraft/ (log.dirs), logs/ (default L).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+POM="$HERE/kafka/pom.xml"
+SERVER_LOG4J="$HERE/kafka/log4j2-server.xml"
+TOOLS_LOG4J="$HERE/kafka/log4j2-tools.xml"
+LIBS="${KAFKA_LIBS_DIR:-$HERE/.cache/kafka-libs}"
+MARKER="$LIBS/.complete"
+READY_LINE="Kafka Server started"
+
+die() {
+    echo "kafka.sh: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '5,8p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+pom_digest() {
+    # The marker records the pom it was made from, so editing versions triggers a re-fetch.
+    sha256sum "$POM" | cut -d' ' -f1
+}
+
+libs_complete() {
+    [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]]
+}
+
+cmd_fetch() {
+    command -v mvn >/dev/null || die "mvn not found on PATH"
+    libs_complete && return 0
+    mkdir -p "$(dirname "$LIBS")"
+    # Serialise concurrent fetches (parallel test sessions share the cache).
+    exec 9>"$LIBS.lock"
+    flock 9
+    if ! libs_complete; then
+        local tmp="$LIBS.tmp.$$"
+        rm -rf "$tmp"
+        echo "kafka.sh: resolving Kafka jars into $LIBS" >&2
+        if ! mvn -B -q -Dstyle.color=never -f "$POM" \
+            org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+            rm -rf "$tmp"
+            die "maven could not resolve the Kafka jars"
+        fi
+        compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "no kafka_2.13 jar in $tmp"
+        pom_digest >"$tmp/.complete"
+        rm -rf "$LIBS"
+        mv "$tmp" "$LIBS"
+    fi
+    exec 9>&-
+}
+
+# True if PID is a live (non-zombie) broker started from DATA_DIR. Guards against pid reuse and
+# against zombies: our init may not reap a broker whose launching shell has already exited.
+broker_alive() {
+    local pid="$1" data_dir="$2" state
+    [[ -r "/proc/$pid/stat" ]] || return 1
+    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
+    [[ "$state" != "Z" && "$state" != "X" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$data_dir/server.properties"
+}
+
+# Wait up to SECONDS for PID to exit; returns 1 if it is still alive afterwards.
+wait_exit() {
+    local pid="$1" data_dir="$2" seconds="$3" i
+    for ((i = 0; i < seconds * 10; i++)); do
+        broker_alive "$pid" "$data_dir" || return 0
+        sleep 0.1
+    done
+    ! broker_alive "$pid" "$data_dir"
+}
+
+write_properties() {
+    local file="$1" port="$2" cport="$3" kraft_dir="$4"
+    cat >"$file" <<EOF
+# Written by deploy/local/kafka.sh on every start; edits are overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$kraft_dir
+num.partitions=6
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# Keeps the log cleaner from reserving 128 MB of heap at start-up.
+log.cleaner.dedupe.buffer.size=2097152
+EOF
+}
+
+storage_tool() {
+    java -cp "$LIBS/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J" kafka.tools.StorageTool "$@"
+}
+
+cmd_start() {
+    local port="" cport="" data_dir="" log_dir="" heap="512m" timeout=120
+    while (($#)); do
+        case "$1" in
+            --port) port="${2:?}"; shift 2 ;;
+            --controller-port) cport="${2:?}"; shift 2 ;;
+            --data-dir) data_dir="${2:?}"; shift 2 ;;
+            --log-dir) log_dir="${2:?}"; shift 2 ;;
+            --heap) heap="${2:?}"; shift 2 ;;
+            --timeout) timeout="${2:?}"; shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    [[ -n "$port" && -n "$cport" && -n "$data_dir" ]] || usage
+    [[ "$port" =~ ^[0-9]+$ && "$cport" =~ ^[0-9]+$ && "$timeout" =~ ^[0-9]+$ ]] ||
+        die "ports and timeout must be integers"
+    command -v java >/dev/null || die "java not found on PATH"
+    cmd_fetch
+
+    mkdir -p "$data_dir"
+    data_dir="$(cd "$data_dir" && pwd)"
+    log_dir="${log_dir:-$data_dir/logs}"
+    mkdir -p "$log_dir"
+    log_dir="$(cd "$log_dir" && pwd)"
+    local props="$data_dir/server.properties" pidfile="$data_dir/broker.pid"
+    local log="$log_dir/broker.log" kraft_dir="$data_dir/kraft"
+
+    if [[ -f "$pidfile" ]] && broker_alive "$(cat "$pidfile")" "$data_dir"; then
+        die "a broker is already running from $data_dir (pid $(cat "$pidfile"))"
+    fi
+    rm -f "$pidfile"
+
+    write_properties "$props" "$port" "$cport" "$kraft_dir"
+    # Keep the cluster id beside the data so a restart with the same data dir reuses it.
+    if [[ ! -s "$data_dir/cluster.id" ]]; then
+        storage_tool random-uuid >"$data_dir/cluster.id.tmp"
+        mv "$data_dir/cluster.id.tmp" "$data_dir/cluster.id"
+    fi
+    storage_tool format -t "$(cat "$data_dir/cluster.id")" -c "$props" --ignore-formatted >&2
+
+    # A fresh log per start: waiting must not match the ready line of a previous run.
+    [[ -f "$log" ]] && mv -f "$log" "$log.prev"
+    java -Xms256m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -cp "$LIBS/*" -Dlog4j2.configurationFile="$SERVER_LOG4J" -Dkafka.logs.dir="$log_dir" \
+        kafka.Kafka "$props" </dev/null >"$log" 2>&1 &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+
+    local i
+    for ((i = 0; i < timeout * 4; i++)); do
+        if grep -qF "$READY_LINE" "$log"; then
+            echo "$pid"
+            return 0
+        fi
+        if ! broker_alive "$pid" "$data_dir"; then
+            rm -f "$pidfile"
+            echo "kafka.sh: broker exited during start-up; last lines of $log:" >&2
+            tail -n 40 "$log" >&2
+            exit 1
+        fi
+        sleep 0.25
+    done
+    # Do not leave a half-started broker behind.
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "kafka.sh: broker not ready after ${timeout}s; last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+}
+
+cmd_stop() {
+    local data_dir="" timeout=30 signal=TERM
+    while (($#)); do
+        case "$1" in
+            --data-dir) data_dir="${2:?}"; shift 2 ;;
+            --timeout) timeout="${2:?}"; shift 2 ;;
+            --kill) signal=KILL; shift ;;
+            *) usage ;;
+        esac
+    done
+    [[ -n "$data_dir" ]] || usage
+    [[ "$timeout" =~ ^[0-9]+$ ]] || die "timeout must be an integer"
+    [[ -d "$data_dir" ]] || die "no such data dir: $data_dir"
+    data_dir="$(cd "$data_dir" && pwd)"
+    local pidfile="$data_dir/broker.pid" pid
+    if [[ ! -f "$pidfile" ]]; then
+        echo "kafka.sh: no broker.pid in $data_dir; nothing to stop" >&2
+        return 0
+    fi
+    pid="$(cat "$pidfile")"
+    if ! broker_alive "$pid" "$data_dir"; then
+        echo "kafka.sh: broker pid $pid is not running" >&2
+        rm -f "$pidfile"
+        return 0
+    fi
+    kill -"$signal" "$pid" 2>/dev/null || true
+    if ! wait_exit "$pid" "$data_dir" "$timeout"; then
+        echo "kafka.sh: broker pid $pid ignored SIG$signal for ${timeout}s; sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_exit "$pid" "$data_dir" 10 || die "broker pid $pid survived SIGKILL"
+    fi
+    rm -f "$pidfile"
+}
+
+main() {
+    (($#)) || usage
+    local cmd="$1"
+    shift
+    case "$cmd" in
+        fetch) (($# == 0)) || usage; cmd_fetch ;;
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
