@@ -1,0 +1,196 @@
+"""`fullstory-consumer`: run the consumer, and the tools around it (demo, produce, transform,
+emulator). Errors a user can fix are printed as one line starting with `error:` (exit 2 for bad
+usage or configuration, 1 for a failure at run time)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from consumer import __version__
+
+log = logging.getLogger("consumer")
+
+
+def _kv(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key.strip(), val.strip()
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a consumer-group member that sends events to FullStory")
+    p.add_argument("--config", help="TOML file with any of these options and a [kafka] table")
+    p.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
+    p.add_argument("--topic", dest="topics", action="append", help="topic to read (repeatable)")
+    p.add_argument("--group-id", help="consumer group id")
+    p.add_argument("--api-host", help="FullStory API base URL (default https://api.fullstory.com)")
+    p.add_argument("--api-key", help="FullStory server API key (better: FULLSTORY_API_KEY)")
+    p.add_argument("--settings", help="destination settings JSON (Segment's keys accepted)")
+    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    p.add_argument("--framing", choices=("raw", "confluent"), help="Avro framing (default raw)")
+    p.add_argument("--schema-registry-url", help="Schema Registry for the confluent framing")
+    p.add_argument("--schema-dir", help="directory of <id>.avsc schemas (offline registry)")
+    p.add_argument("--dlq-topic", help="one dead-letter topic (default <topic>.dlq)")
+    p.add_argument("--concurrency", type=int, help="parallel FullStory requests (default 32)")
+    p.add_argument("--log-format", choices=("auto", "json", "text"))
+    p.add_argument("-X", dest="kafka", type=_kv, action="append",
+                   help="librdkafka setting KEY=VALUE (repeatable)")
+
+
+def _add_tools(sub: Any) -> None:
+    p = sub.add_parser("produce", help="encode Segment events (JSON lines) as Avro and produce")
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--file", required=True, help="JSON lines of Segment events, or - for stdin")
+    p.add_argument("--framing", choices=("raw", "confluent"), default="raw")
+    p.add_argument("--schema-id", type=int, help="schema id for the confluent framing")
+
+    p = sub.add_parser("transform", help="print what would be sent for Segment events on stdin")
+    p.add_argument("--settings", help="destination settings JSON")
+
+    p = sub.add_parser("emulator", help="run the FullStory API emulator")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--api-key", action="append", help="accepted key (repeatable)")
+    p.add_argument("--org-id", default="o-TEST-na1")
+    p.add_argument("--rate-limit", type=float, help="requests per second per key")
+    p.add_argument("--burst", type=int, default=50)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+
+    p = sub.add_parser("demo", help="broker + emulator + sample events, end to end")
+    p.add_argument("--events", help="JSON lines of Segment events (default: the sample file)")
+    p.add_argument("--settings", help="destination settings JSON (default: the demo settings)")
+    p.add_argument("--timeout", type=float, default=120.0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fullstory-consumer", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_tools(sub)
+    return parser
+
+
+async def _run_pipeline(config: Any) -> None:
+    from consumer.app import Pipeline
+
+    pipeline = Pipeline(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, pipeline.stop)
+    if config.metrics_port:
+        pipeline.metrics.serve(config.metrics_port)
+    await pipeline.run()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from consumer.config import ConfigError, load_config
+    from consumer.logs import setup_logging
+    from consumer.sink.client import FullStoryError
+    from consumer.source import KafkaUnavailable
+
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    flags["kafka"] = dict(args.kafka or [])
+    try:
+        config = load_config(flags)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_format)
+    try:
+        asyncio.run(_run_pipeline(config))
+    except (FullStoryError, KafkaUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from consumer.produce import produce_file
+
+    try:
+        count = produce_file(args.bootstrap_servers, args.topic, args.file, args.framing,
+                             args.schema_id)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"produced {count} events to {args.topic}")
+    return 0
+
+
+def load_settings(path: str | None) -> Any:
+    """Destination settings from a JSON file (unknown keys reported on stderr)."""
+    from consumer.config import read_settings_file
+    from consumer.transform import DestinationSettings
+
+    data = read_settings_file(Path(path)) if path else {}
+    settings, unknown = DestinationSettings.from_mapping(data)
+    if unknown:
+        print(f"warning: unknown settings ignored: {', '.join(unknown)}", file=sys.stderr)
+    return settings
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    from consumer.config import ConfigError
+    from consumer.transform import SettingsError, transform_lines
+
+    try:
+        settings = load_settings(args.settings)
+    except (ConfigError, SettingsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout.buffer
+    for line in transform_lines(sys.stdin.buffer, settings):
+        out.write(line)
+        out.write(b"\n")
+    out.flush()
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from consumer.emulator import EmulatorConfig, serve
+
+    config = EmulatorConfig(
+        api_keys=tuple(args.api_key or ("test-key",)),
+        org_id=args.org_id,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        error_rate=args.error_rate,
+        latency_ms=args.latency_ms,
+    )
+    serve(config, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from consumer.demo import run_demo
+
+    return run_demo(events=args.events, settings=args.settings, timeout=args.timeout)
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "produce": cmd_produce,
+    "transform": cmd_transform,
+    "emulator": cmd_emulator,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

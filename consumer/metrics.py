@@ -1,0 +1,107 @@
+"""The service's Prometheus metrics, in one registry of its own (so tests can read it and nothing
+else leaks in). Names follow prometheus.io: one prefix, base units, `_total` for counters."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+    start_http_server,
+)
+
+from consumer import __version__
+
+disable_created_metrics()
+
+PREFIX = "fullstory_consumer"
+
+
+class Metrics:
+    """Every metric the pipeline updates; one instance per process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        p = PREFIX
+        Info(f"{p}_build", "Version of the running service.", registry=r).info(
+            {"version": __version__}
+        )
+        self.records_consumed = Counter(
+            f"{p}_records_consumed_total", "Records read from Kafka.", ["topic"], registry=r
+        )
+        self.records_decoded = Counter(
+            f"{p}_records_decoded_total", "Records decoded from Avro.", ["topic"], registry=r
+        )
+        self.records_skipped = Counter(
+            f"{p}_records_skipped_total",
+            "Records deliberately not sent, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.records_delivered = Counter(
+            f"{p}_records_delivered_total",
+            "Records whose every request FullStory acknowledged.",
+            ["topic"],
+            registry=r,
+        )
+        self.records_dead_lettered = Counter(
+            f"{p}_records_dead_lettered_total",
+            "Records written to the dead-letter topic, by stage and reason.",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.requests = Counter(
+            f"{p}_fullstory_requests_total",
+            "FullStory API responses by endpoint and status class (network errors as 'error').",
+            ["endpoint", "status_class"],
+            registry=r,
+        )
+        self.request_latency = Histogram(
+            f"{p}_fullstory_request_duration_seconds",
+            "FullStory API request latency.",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.retries = Counter(
+            f"{p}_fullstory_retries_total", "Retried FullStory requests, by cause.", ["cause"],
+            registry=r,
+        )
+        self.retry_after_seconds = Counter(
+            f"{p}_fullstory_retry_after_seconds_total",
+            "Seconds of waiting that FullStory asked for with Retry-After.",
+            registry=r,
+        )
+        self.in_flight_records = Gauge(
+            f"{p}_in_flight_records", "Records taken from Kafka and not yet done.", registry=r
+        )
+        self.in_flight_bytes = Gauge(
+            f"{p}_in_flight_bytes", "Bytes of records taken from Kafka and not yet done.",
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            f"{p}_paused_partitions", "Partitions paused by backpressure.", registry=r
+        )
+        self.assigned_partitions = Gauge(
+            f"{p}_assigned_partitions", "Partitions currently owned by this consumer.", registry=r
+        )
+        self.commits = Counter(
+            f"{p}_offset_commits_total", "Offset stores/commits, by kind.", ["kind"], registry=r
+        )
+        self.rebalances = Counter(
+            f"{p}_rebalances_total", "Partition assignment changes, by kind.", ["kind"],
+            registry=r,
+        )
+        self.last_processed = Gauge(
+            f"{p}_last_processed_timestamp_seconds",
+            "Unix time when a record was last done.",
+            registry=r,
+        )
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Expose /metrics on the given port in a background thread."""
+        start_http_server(port, addr=addr, registry=self.registry)

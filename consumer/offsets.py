@@ -1,0 +1,93 @@
+"""Per-partition "done" watermarks: the only thing that decides what offsets may be committed.
+
+A record is done when FullStory acknowledged it, when the transform skipped it, or when it reached
+the dead-letter topic. The committable offset of a partition is one past the last record of the
+longest done prefix, so a later success never moves the commit past an earlier record that is still
+in flight (the classic data-loss bug of Kafka→HTTP sinks). Each assignment of a partition gets a
+new generation; acks carrying an old generation (work started before a revoke) are ignored.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+TopicPartition = tuple[str, int]
+
+
+@dataclass(slots=True)
+class _Partition:
+    generation: int
+    pending: deque[int] = field(default_factory=deque)
+    done_out_of_order: set[int] = field(default_factory=set)
+    watermark: int | None = None  # next offset to commit (last done + 1)
+    committed: int | None = None  # last watermark handed out by `committable`
+
+
+class OffsetTracker:
+    """Contiguous done-watermarks for the partitions this consumer currently owns."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._next_generation = 1
+
+    def assign(self, tp: TopicPartition) -> int:
+        """Start tracking a newly assigned partition; returns its generation."""
+        generation = self._next_generation
+        self._next_generation += 1
+        self._partitions[tp] = _Partition(generation)
+        return generation
+
+    def revoke(self, tp: TopicPartition) -> None:
+        """Forget a partition: acks still in flight for it are ignored from now on."""
+        self._partitions.pop(tp, None)
+
+    def generation(self, tp: TopicPartition) -> int | None:
+        """The current generation of an owned partition, or None when it is not owned."""
+        part = self._partitions.get(tp)
+        return part.generation if part is not None else None
+
+    def owned(self) -> list[TopicPartition]:
+        return list(self._partitions)
+
+    def track(self, tp: TopicPartition, offset: int) -> None:
+        """Register a record as in flight; records of one partition arrive in offset order."""
+        self._partitions[tp].pending.append(offset)
+
+    def done(self, tp: TopicPartition, offset: int, generation: int) -> bool:
+        """Mark a record done; returns True when the partition's watermark moved."""
+        part = self._partitions.get(tp)
+        if part is None or part.generation != generation:
+            return False
+        pending = part.pending
+        if not pending or pending[0] != offset:
+            part.done_out_of_order.add(offset)
+            return False
+        pending.popleft()
+        last = offset
+        early = part.done_out_of_order
+        while pending and pending[0] in early:
+            last = pending.popleft()
+            early.discard(last)
+        part.watermark = last + 1
+        return True
+
+    def in_flight(self, tp: TopicPartition) -> int:
+        part = self._partitions.get(tp)
+        return len(part.pending) if part is not None else 0
+
+    def committable(
+        self, tps: list[TopicPartition] | None = None, *, changed_only: bool = True
+    ) -> list[tuple[str, int, int]]:
+        """(topic, partition, next offset) for each partition with a watermark (by default only
+        those that moved since last asked); marks them as handed out."""
+        out: list[tuple[str, int, int]] = []
+        for tp in self._partitions if tps is None else tps:
+            part = self._partitions.get(tp)
+            if part is None or part.watermark is None:
+                continue
+            if changed_only and part.watermark == part.committed:
+                continue
+            part.committed = part.watermark
+            out.append((tp[0], tp[1], part.watermark))
+        return out

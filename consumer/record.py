@@ -1,0 +1,25 @@
+"""A Kafka record as it moves through the pipeline, with the assignment generation it was read
+under (so an ack for a partition that was revoked meanwhile can be recognised and ignored)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None
+    generation: int
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    @property
+    def size(self) -> int:
+        return len(self.value or b"") + len(self.key or b"")

@@ -1,0 +1,1 @@
+"""The sink stage: delivering mapped requests to FullStory's server API."""
