@@ -1,0 +1,19 @@
+"""Pure transform stage: Segment event + destination settings → Outcome (mapping-spec.md)."""
+
+from consumer.transform.jsonlines import outcome_to_json, transform_lines
+from consumer.transform.mapping import transform
+from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
+from consumer.transform.settings import DestinationSettings, SettingsError
+
+__all__ = [
+    "DestinationSettings",
+    "Invalid",
+    "Outcome",
+    "Request",
+    "Requests",
+    "SettingsError",
+    "Skipped",
+    "outcome_to_json",
+    "transform",
+    "transform_lines",
+]

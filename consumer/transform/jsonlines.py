@@ -1,0 +1,58 @@
+"""The `transform` command's line format: what the running consumer would send, one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import orjson
+
+from consumer.transform.mapping import transform
+from consumer.transform.outcome import Invalid, Outcome, Requests, Skipped
+from consumer.transform.settings import DestinationSettings
+
+_INT_MIN = -(2**63)
+_UINT_MAX = 2**64 - 1
+
+
+def _shown_message_id(event: object) -> object:
+    """The event's messageId when it is a string or an integer JSON can carry, else None."""
+    if not isinstance(event, dict):
+        return None
+    value = event.get("messageId")
+    if type(value) is str:
+        return value
+    if type(value) is int and _INT_MIN <= value <= _UINT_MAX:
+        return value
+    return None
+
+
+def outcome_to_json(event: object, outcome: Outcome) -> dict[str, object]:
+    """The `transform` command's object for one event: requests, skipped or error."""
+    shown = _shown_message_id(event)
+    if isinstance(outcome, Requests):
+        return {
+            "messageId": shown,
+            "requests": [
+                {
+                    "method": request.method,
+                    "path": request.path,
+                    "body": request.body,
+                    "idempotency_key": request.idempotency_key,
+                }
+                for request in outcome.requests
+            ],
+        }
+    if isinstance(outcome, Skipped):
+        return {"messageId": shown, "skipped": outcome.reason}
+    return {"messageId": shown, "error": outcome.reason}
+
+
+def transform_lines(lines: Iterable[str | bytes], settings: DestinationSettings) -> Iterator[bytes]:
+    """One JSON line, ending in `\\n`, per input line, in order; non-JSON → `invalid_json`."""
+    for line in lines:
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield orjson.dumps(outcome_to_json(None, Invalid("invalid_json"))) + b"\n"
+            continue
+        yield orjson.dumps(outcome_to_json(event, transform(event, settings))) + b"\n"

@@ -1,0 +1,240 @@
+"""Property normalisation: Segment traits/properties → FullStory v2 properties and schema.
+
+Rules (mapping-spec.md, "Property normalisation"), applied key by key, recursively:
+type suffix → name cleaning → value → dotted-path limit → declared type into the schema.
+
+Choices the spec leaves open:
+- Suffixes are matched case-sensitively (`count_INT` keeps its name: `count_INT`).
+- "The later key wins" among keys whose value survives: a later key whose value is dropped
+  (NaN, too long a path, ...) does not erase an earlier one. A winner replaces the earlier value
+  and every schema entry under it; it moves to the end of the object.
+- A declared suffix type is not written for an object value (an object has no scalar type);
+  the object's own members still declare theirs.
+- Arrays of numbers containing NaN or infinity are dropped, like a NaN scalar.
+- Integers outside the signed 64-bit range are dropped (FullStory's `int` is 64-bit and a float
+  would silently lose digits); arrays holding one are dropped too.
+- String elements of arrays are cut to 8192 bytes each, like string values.
+- Objects nested deeper than `MAX_DEPTH` levels are dropped, so that every body stays within the
+  nesting limit of JSON encoders (orjson refuses more than 255 levels).
+- Values that are not JSON types (never produced by the decoders) are converted when they are
+  subclasses of a JSON type, tuples count as arrays, anything else is dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from itertools import chain
+from typing import Any
+
+import orjson
+
+from consumer.transform.timestamps import is_datetime
+
+MAX_VALUE_BYTES = 8192
+MAX_PATH = 512
+MAX_DEPTH = 128
+INT_MIN = -(2**63)
+INT_MAX = 2**63 - 1
+SUFFIX_TYPES: dict[str, str | None] = {
+    "str": "str",
+    "int": "int",
+    "real": "real",
+    "bool": "bool",
+    "date": "date",
+    "strs": "strs",
+    "ints": "ints",
+    "reals": "reals",
+    "bools": "bools",
+    "dates": "dates",
+    "obj": None,
+    "objs": None,
+}
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_]+").sub
+_NAME_CACHE: dict[str, tuple[str, str | None]] = {}
+_NAME_CACHE_LIMIT = 16384
+_DROP = object()
+_PLAIN_TYPES = frozenset((str, int, float, bool, dict, list, type(None)))
+# A str of n code points is at most 4n UTF-8 bytes: shorter ones never need encoding.
+_SAFE_LEN = MAX_VALUE_BYTES // 4
+
+Schema = dict[str, str]
+
+
+def cut_text(text: str) -> str:
+    """`text` cut to 8192 UTF-8 bytes on a character boundary."""
+    if len(text) <= _SAFE_LEN:
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_VALUE_BYTES:
+        return text
+    return raw[:MAX_VALUE_BYTES].decode("utf-8", "ignore")
+
+
+def _clean(key: str) -> tuple[str, str | None]:
+    declared = None
+    cut = key.rfind("_")
+    if cut > 0:
+        suffix = key[cut + 1 :]
+        if suffix in SUFFIX_TYPES:
+            declared = SUFFIX_TYPES[suffix]
+            key = key[:cut]
+    name = _NOT_NAME("", key)
+    if name and not ("A" <= name[0] <= "Z" or "a" <= name[0] <= "z"):
+        name = "p_" + name
+    return name, declared
+
+
+def clean_key(key: str) -> tuple[str, str | None]:
+    """(final name, declared type); an empty name means the property is dropped. Cached."""
+    entry = _NAME_CACHE.get(key)
+    if entry is None:
+        if len(_NAME_CACHE) >= _NAME_CACHE_LIMIT:
+            _NAME_CACHE.clear()
+        entry = _NAME_CACHE[key] = _clean(key)
+    return entry
+
+
+def _number_ok(value: object) -> bool:
+    if type(value) is int:
+        return INT_MIN <= value <= INT_MAX
+    if type(value) is float:
+        return math.isfinite(value)
+    return False
+
+
+def _array(items: list[Any]) -> tuple[object, str | None]:
+    """(normalised array or _DROP, inferred type)."""
+    if not items:
+        return [], None
+    kind = type(items[0])
+    if kind is str:
+        if all(type(item) is str for item in items):
+            out = [item if len(item) <= _SAFE_LEN else cut_text(item) for item in items]
+            return out, "dates" if all(is_datetime(item) for item in out) else None
+    elif kind is bool:
+        if all(type(item) is bool for item in items):
+            return list(items), None
+    elif (kind is int or kind is float) and all(
+        type(item) is int or type(item) is float for item in items
+    ):
+        if not all(_number_ok(item) for item in items):
+            return _DROP, None
+        if all(type(item) is int for item in items):
+            return list(items), "ints"
+        return list(items), None
+    try:
+        text = orjson.dumps(items, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return _DROP, None
+    if len(text) > MAX_VALUE_BYTES:
+        return _DROP, None
+    return text.decode(), None
+
+
+def _plain(value: object) -> object:
+    """A subclass of a JSON type as the plain type; anything else as _DROP."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    return _DROP
+
+
+def _forget(out: dict[str, Any], schema: Schema, name: str, path: str) -> None:
+    """Remove an earlier value of `name` and everything it declared."""
+    del out[name]
+    schema.pop(path, None)
+    nested = path + "."
+    for declared_path in [p for p in schema if p.startswith(nested)]:
+        del schema[declared_path]
+
+
+def _object(
+    items: Iterable[tuple[object, object]], prefix: str, schema: Schema, depth: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in items:
+        if type(key) is not str:
+            continue
+        name, declared = clean_key(key)
+        if not name:
+            continue
+        path = prefix + name
+        if len(path) > MAX_PATH:
+            continue
+        value: object = raw
+        if type(value) not in _PLAIN_TYPES:
+            value = _plain(value)
+            if value is _DROP:
+                continue
+        inferred: str | None = None
+        if type(value) is str:
+            if len(value) > _SAFE_LEN:
+                value = cut_text(value)
+            if is_datetime(value):
+                inferred = "date"
+        elif type(value) is int:
+            if not INT_MIN <= value <= INT_MAX:
+                continue
+            inferred = "int"
+        elif type(value) is float:
+            if not math.isfinite(value):
+                continue
+        elif type(value) is dict:
+            if depth >= MAX_DEPTH:
+                continue
+            if name in out:
+                _forget(out, schema, name, path)
+            out[name] = _object(value.items(), path + ".", schema, depth + 1)
+            continue
+        elif type(value) is list:
+            value, inferred = _array(value)
+            if value is _DROP:
+                continue
+        # bool and None pass through with no declared type.
+        if name in out:
+            _forget(out, schema, name, path)
+        out[name] = value
+        kind = declared or inferred
+        if kind is not None:
+            schema[path] = kind
+    return out
+
+
+def normalise(
+    source: object,
+    *,
+    skip: frozenset[str] = frozenset(),
+    extra: tuple[tuple[str, object], ...] = (),
+    prefix: str = "",
+    schema: Schema | None = None,
+) -> tuple[dict[str, Any], Schema]:
+    """Normalise an object of properties: (properties, schema.properties entries).
+
+    `skip` removes top-level keys before normalisation; `extra` appends top-level keys after
+    the source's own (so they win over same-named ones); `prefix` is the dotted path of where
+    the object will sit in the body (group traits sit under `group.`); entries are added to
+    `schema` when given.
+    """
+    if schema is None:
+        schema = {}
+    if isinstance(source, Mapping):
+        items: Iterable[tuple[object, object]] = source.items()
+    else:
+        items = ()
+    if skip:
+        items = [(key, value) for key, value in items if key not in skip]
+    if extra:
+        items = chain(items, extra)
+    depth = prefix.count(".") + 1
+    return _object(items, prefix, schema, depth), schema
