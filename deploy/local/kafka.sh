@@ -109,6 +109,15 @@ log.cleaner.dedupe.buffer.size=2097152
 EOF
 }
 
+# Print why start-up failed: the first ERROR lines (the cause; a stack trace buries it) and the tail.
+show_failure() {
+    local why="$1" log="$2"
+    echo "kafka.sh: $why; first errors and last lines of $log:" >&2
+    grep -m 5 -F ' ERROR ' "$log" >&2 || true
+    echo "..." >&2
+    tail -n 30 "$log" >&2
+}
+
 storage_tool() {
     java -cp "$LIBS/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J" kafka.tools.StorageTool "$@"
 }
@@ -169,8 +178,7 @@ cmd_start() {
         fi
         if ! broker_alive "$pid" "$data_dir"; then
             rm -f "$pidfile"
-            echo "kafka.sh: broker exited during start-up; last lines of $log:" >&2
-            tail -n 40 "$log" >&2
+            show_failure "broker exited during start-up" "$log"
             exit 1
         fi
         sleep 0.25
@@ -179,8 +187,7 @@ cmd_start() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     rm -f "$pidfile"
-    echo "kafka.sh: broker not ready after ${timeout}s; last lines of $log:" >&2
-    tail -n 40 "$log" >&2
+    show_failure "broker not ready after ${timeout}s" "$log"
     exit 1
 }
 
