@@ -1,12 +1,18 @@
 """FullStory server API emulator: a real HTTP server on loopback for tests, demos and benchmarks.
 
+API (header `Authorization: Basic <key>`): `GET /me`, `POST /v2/users`, `DELETE /v2/users?uid=`,
+`POST /v2/events`. Control (no auth): `GET /emulator/requests[?all=1&since=SEQ&path=P]`,
+`GET /emulator/stats`, `GET /emulator/users`, `GET|POST /emulator/faults`, `POST /emulator/reset`.
+Run it with `serve(...)` or `python -m consumer.emulator --port 0`.
+
 Choices where FullStory's behaviour is unverified:
 - `DELETE /v2/users?uid=` of a uid never created answers `200 {}` and is recorded (deletes are
   blind GDPR requests; the client cannot know whether the user exists).
 - A bad property rejects the whole request with 400 `invalid_argument`.
 - The same `Idempotency-Key` with a different body answers 400 `invalid_argument`; keys are scoped
-  per path and kept until reset (no 24-hour expiry).
+  per path and kept until reset (no 24-hour expiry). Only POSTs honour the header.
 - `error_rate` and `reject_matching` apply to `/v2/...` endpoints, not to `GET /me`.
+- A request dropped by a "refuse" outage is logged with status 0.
 """
 
 from consumer.emulator.server import create_app, serve
