@@ -66,11 +66,17 @@ cmd_fetch() {
 # True if PID is a live (non-zombie) broker started from DATA_DIR. Guards against pid reuse and
 # against zombies: our init may not reap a broker whose launching shell has already exited.
 broker_alive() {
-    local pid="$1" data_dir="$2" state
-    [[ -r "/proc/$pid/stat" ]] || return 1
-    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$pid/stat" 2>/dev/null)" || return 1
-    [[ "$state" != "Z" && "$state" != "X" ]] || return 1
+    local pid="$1" data_dir="$2"
+    process_running "$pid" || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$data_dir/server.properties"
+}
+
+# True if PID exists and is not a zombie.
+process_running() {
+    local state
+    [[ -r "/proc/$1/stat" ]] || return 1
+    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
 }
 
 # Wait up to SECONDS for PID to exit; returns 1 if it is still alive afterwards.
@@ -164,9 +170,10 @@ cmd_start() {
 
     # A fresh log per start: waiting must not match the ready line of a previous run.
     [[ -f "$log" ]] && mv -f "$log" "$log.prev"
+    : >"$log"
     java -Xms256m -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -cp "$LIBS/*" -Dlog4j2.configurationFile="$SERVER_LOG4J" -Dkafka.logs.dir="$log_dir" \
-        kafka.Kafka "$props" </dev/null >"$log" 2>&1 &
+        kafka.Kafka "$props" </dev/null >>"$log" 2>&1 &
     local pid=$!
     echo "$pid" >"$pidfile"
 
@@ -176,7 +183,10 @@ cmd_start() {
             echo "$pid"
             return 0
         fi
-        if ! broker_alive "$pid" "$data_dir"; then
+        # Our own child, so the pid cannot be reused; its cmdline is not java's until it has
+        # exec'd, hence no cmdline check here.
+        if ! process_running "$pid"; then
+            wait "$pid" 2>/dev/null || true
             rm -f "$pidfile"
             show_failure "broker exited during start-up" "$log"
             exit 1
