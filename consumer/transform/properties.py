@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from consumer.transform.timestamps import MIN_DATETIME_LEN as _MIN_DATETIME_LEN
 from consumer.transform.timestamps import is_datetime
 
 MAX_VALUE_BYTES = 8192
@@ -163,41 +164,47 @@ def _object(
     items: Iterable[tuple[object, object]], prefix: str, schema: Schema, depth: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    cache = _NAME_CACHE
     for key, raw in items:
-        if type(key) is not str:
-            continue
-        name, declared = clean_key(key)
+        entry = cache.get(key)  # type: ignore[call-overload]
+        if entry is None:
+            if not isinstance(key, str):
+                continue
+            entry = clean_key(key)
+        name, declared = entry
         if not name:
             continue
-        path = prefix + name
+        path = prefix + name if prefix else name
         if len(path) > MAX_PATH:
             continue
-        value: object = raw
-        if type(value) not in _PLAIN_TYPES:
+        value: Any = raw
+        kind = type(value)
+        if kind not in _PLAIN_TYPES:
             value = _plain(value)
             if value is _DROP:
                 continue
+            kind = type(value)
         inferred: str | None = None
-        if type(value) is str:
+        if kind is str:
             if len(value) > _SAFE_LEN:
                 value = cut_text(value)
-            if is_datetime(value):
+            if len(value) >= _MIN_DATETIME_LEN and value[10] == "T" and is_datetime(value):
                 inferred = "date"
-        elif type(value) is int:
+        elif kind is int:
             if not INT_MIN <= value <= INT_MAX:
                 continue
             inferred = "int"
-        elif type(value) is float:
+        elif kind is float:
             if not math.isfinite(value):
                 continue
-        elif type(value) is dict:
+        elif kind is dict:
             if depth >= MAX_DEPTH:
                 continue
             if name in out:
                 _forget(out, schema, name, path)
             out[name] = _object(value.items(), path + ".", schema, depth + 1)
             continue
-        elif type(value) is list:
+        elif kind is list:
             value, inferred = _array(value)
             if value is _DROP:
                 continue
@@ -205,9 +212,10 @@ def _object(
         if name in out:
             _forget(out, schema, name, path)
         out[name] = value
-        kind = declared or inferred
-        if kind is not None:
-            schema[path] = kind
+        if declared is not None:
+            schema[path] = declared
+        elif inferred is not None:
+            schema[path] = inferred
     return out
 
 

@@ -27,14 +27,26 @@ _STRICT = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))"
 ).fullmatch
 # The shortest strict form is 2024-01-02T03:04Z (17 characters).
-_MIN_STRICT_LEN = 17
+MIN_DATETIME_LEN = 17
 TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
 
 
-def _format(moment: datetime) -> str:
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _valid(year: int, month: int, day: int, hour: int, minute: int, second: int) -> bool:
+    """A real calendar instant (cheaper than building a datetime in the hot path)."""
+    if not (year >= 1 and 1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 59):
+        return False
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 1 <= day <= 29
+    return 1 <= day <= _DAYS_IN_MONTH[month]
+
+
+def _format(moment: datetime, millis: str) -> str:
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
-        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+        f"{moment.minute:02d}:{moment.second:02d}.{millis}Z"
     )
 
 
@@ -43,25 +55,25 @@ def _parse_text(text: str) -> str | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    try:
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            int((fraction or "")[:3].ljust(3, "0")) * 1000,
-        )
-        if sign is not None:
-            off_hours, off_minutes = int(off_h), int(off_m or 0)
-            if off_hours > 23 or off_minutes > 59:
-                return None
-            offset = timedelta(hours=off_hours, minutes=off_minutes)
-            moment = moment - offset if sign == "+" else moment + offset
-    except (ValueError, OverflowError):
+    hour, minute, second = hour or "00", minute or "00", second or "00"
+    if not _valid(int(year), int(month), int(day), int(hour), int(minute), int(second)):
         return None
-    return _format(moment)
+    millis = (fraction or "")[:3].ljust(3, "0")
+    offset_minutes = 0
+    if sign is not None:
+        off_hours, off_mins = int(off_h), int(off_m or 0)
+        if off_hours > 23 or off_mins > 59:
+            return None
+        offset_minutes = off_hours * 60 + off_mins
+    if not offset_minutes:
+        return f"{year}-{month}-{day}T{hour}:{minute}:{second}.{millis}Z"
+    local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    shift = timedelta(minutes=offset_minutes)
+    try:
+        moment = local - shift if sign == "+" else local + shift
+    except OverflowError:
+        return None
+    return _format(moment, millis)
 
 
 def parse_timestamp(value: object) -> str | None:
@@ -70,9 +82,10 @@ def parse_timestamp(value: object) -> str | None:
         return _parse_text(value)
     if isinstance(value, int) and not isinstance(value, bool):
         try:
-            return _format(_EPOCH + timedelta(milliseconds=value))
+            moment = _EPOCH + timedelta(milliseconds=value)
         except OverflowError:
             return None
+        return _format(moment, f"{moment.microsecond // 1000:03d}")
     return None
 
 
@@ -89,14 +102,12 @@ def event_timestamp(event: dict[str, object]) -> str | None:
 
 def is_datetime(text: str) -> bool:
     """True when a property string is an RFC 3339 date-time naming a real instant."""
-    if len(text) < _MIN_STRICT_LEN or text[10] != "T" or text[4] != "-":
+    if len(text) < MIN_DATETIME_LEN or text[10] != "T" or text[4] != "-":
         return False
     match = _STRICT(text)
     if match is None:
         return False
     year, month, day, hour, minute, second, off_h, off_m = match.groups()
-    try:
-        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
-    except ValueError:
+    if not _valid(int(year), int(month), int(day), int(hour), int(minute), int(second or 0)):
         return False
     return off_h is None or (int(off_h) <= 23 and int(off_m) <= 59)
