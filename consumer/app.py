@@ -23,7 +23,7 @@ from consumer.offsets import OffsetTracker
 from consumer.record import Record
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.realtime import Job, RealtimeSink
-from consumer.source import KafkaSource, Partitions, consumer_config
+from consumer.source import KafkaSource, Offsets, Partitions, consumer_config
 from consumer.transform import Invalid, Requests, Skipped, transform
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class Pipeline:
                                          "group_id": self.config.group_id})
             await self._loop()
             await self._drain(self._tracker.owned(), self.config.drain_timeout)
-            self._commit(self._tracker.owned())
+            self._commit(self._tracker.owned())  # the poll thread is idle now
             await self._source.close()
         finally:
             await self._sink.close()
@@ -249,6 +249,7 @@ class Pipeline:
         self.metrics.in_flight_bytes.set(self._in_flight_bytes)
 
     async def _assigned(self, tps: Partitions) -> None:
+        """Track new partitions; pause them at once when backpressure is on."""
         for tp in tps:
             self._tracker.assign(tp)
         if self._paused and self._source is not None:
@@ -258,18 +259,24 @@ class Pipeline:
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.info("partitions assigned", extra={"partitions": [f"{t}-{p}" for t, p in tps]})
 
-    async def _revoked(self, tps: Partitions) -> None:
+    async def _revoked(self, tps: Partitions) -> Offsets:
+        """Drain the revoked partitions within the budget; returns their done offsets, which the
+        source commits before releasing them."""
         owned = [tp for tp in tps if self._tracker.generation(tp) is not None]
         drained = await self._drain(owned, self.config.drain_timeout)
-        self._commit(owned)
+        offsets = self._tracker.committable(owned, changed_only=False)
         for tp in owned:
             self._tracker.revoke(tp)
         self.metrics.rebalances.labels("revoke").inc()
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.info("partitions revoked", extra={
             "partitions": [f"{t}-{p}" for t, p in tps], "drained": drained})
+        if offsets:
+            self.metrics.commits.labels("revoke").inc()
+        return offsets
 
     async def _lost(self, tps: Partitions) -> None:
+        """Lost partitions are someone else's already: forget them and commit nothing."""
         for tp in tps:
             self._tracker.revoke(tp)
         self.metrics.rebalances.labels("lost").inc()

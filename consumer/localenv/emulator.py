@@ -84,8 +84,8 @@ class EmulatorProcess:
         return data
 
     def deliveries(self) -> list[dict[str, Any]]:
-        """Accepted requests that were not idempotent replays: what FullStory really stored."""
-        return [r for r in self.requests() if not r.get("replay")]
+        """Accepted writes that were not idempotent replays: what FullStory really stored."""
+        return [r for r in self.requests() if not r.get("replay") and r["method"] != "GET"]
 
     def faults(self, **faults: Any) -> None:
         httpx.post(f"{self.url}/emulator/faults", json=faults, timeout=10.0).raise_for_status()

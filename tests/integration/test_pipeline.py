@@ -1,0 +1,199 @@
+"""The spine end to end: real broker, the consumer as a process, the emulator over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from harness import expected_keys, read_topic, wait_for, write_jsonl
+
+from consumer.localenv import LocalBroker
+from consumer.localenv.emulator import EmulatorProcess
+from consumer.produce import produce_file, produce_raw
+from consumer.transform import DestinationSettings
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "schemas" / "sample-events.jsonl"
+
+
+def _settings_file(tmp_path: Path, **extra: Any) -> tuple[Path, DestinationSettings]:
+    data = {
+        "trackNamedPages": True,
+        "trackCategorizedPages": True,
+        "trackAllPages": True,
+        "track_groups": True,
+        **extra,
+    }
+    path = tmp_path / "settings.json"
+    path.write_bytes(orjson.dumps(data))
+    settings, _ = DestinationSettings.from_mapping(data)
+    return path, settings
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def _lag(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = consumer.committed(tps, timeout=10)
+        lag = 0
+        for tp in committed:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def _key_counts(emulator: EmulatorProcess) -> Counter[str]:
+    return Counter(r["idempotency_key"] for r in emulator.deliveries())
+
+
+def test_every_call_type_arrives_exactly_once(
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    settings_path, settings = _settings_file(tmp_path)
+    events = _events(SAMPLES)
+    assert {e["type"] for e in events} >= {
+        "identify",
+        "track",
+        "page",
+        "screen",
+        "group",
+        "alias",
+        "delete",
+    }
+    expected = expected_keys(events, settings)
+    bootstrap = kafka_broker.bootstrap_servers
+    assert produce_file(bootstrap, topic_name, SAMPLES) == len(events)
+
+    member = consumers(
+        bootstrap, topic_name, f"g-{uuid.uuid4().hex[:8]}", emulator.url, settings=settings_path
+    ).start()
+    wait_for(
+        lambda: set(_key_counts(emulator)) >= expected, 90, "every expected request", member.log
+    )
+    assert member.stop() == 0, member.log()
+
+    counts = _key_counts(emulator)
+    assert set(counts) == expected
+    assert all(n == 1 for n in counts.values()), counts
+    assert _lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
+    methods = Counter((r["method"], r["path"].split("?")[0]) for r in emulator.deliveries())
+    assert methods[("POST", "/v2/users")] >= 2
+    assert methods[("POST", "/v2/events")] >= 2
+    assert methods[("DELETE", "/v2/users")] == 1
+
+
+def _many_events(n: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for i in range(n):
+        user = f"user-{i % 97}"
+        if i % 5 == 0:
+            events.append(
+                {
+                    "type": "identify",
+                    "messageId": f"m-{i}",
+                    "userId": user,
+                    "traits": {"plan": "pro", "logins": i, "email": f"{user}@example.com"},
+                    "timestamp": "2026-11-28T10:00:00.000Z",
+                }
+            )
+        else:
+            events.append(
+                {
+                    "type": "track",
+                    "messageId": f"m-{i}",
+                    "userId": user,
+                    "event": "Order Completed",
+                    "properties": {"order_id": str(i), "revenue": i * 1.5, "items": i % 7},
+                    "timestamp": "2026-11-28T10:00:00.000Z",
+                }
+            )
+    return events
+
+
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    events = _many_events(4000)
+    settings, _ = DestinationSettings.from_mapping({})
+    expected = expected_keys(events, settings)
+    assert len(expected) == 4000
+    bootstrap = kafka_broker.bootstrap_servers
+    produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "events.jsonl", events))
+    emulator.faults(latency_ms=5)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    for threshold in (800, 2000):
+        member = consumers(bootstrap, topic_name, group, emulator.url).start()
+        wait_for(
+            lambda t=threshold: len(_key_counts(emulator)) >= t,
+            90,
+            f"{threshold} deliveries",
+            member.log,
+        )
+        member.kill()
+    assert len(_key_counts(emulator)) < 4000, "the kills came too late to test anything"
+
+    member = consumers(bootstrap, topic_name, group, emulator.url).start()
+    wait_for(lambda: len(_key_counts(emulator)) >= 4000, 120, "all deliveries", member.log)
+    assert member.stop() == 0, member.log()
+    counts = _key_counts(emulator)
+    assert set(counts) == expected
+    duplicated = {k: n for k, n in counts.items() if n > 1}
+    assert not duplicated
+    replays = [r for r in emulator.requests() if r.get("replay")]
+    assert replays, "a SIGKILL after deliveries must cause redeliveries (answered as replays)"
+    assert _lag(bootstrap, group, topic_name) == 0
+
+
+def test_garbage_goes_to_the_dead_letter_topic_intact(
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    garbage = [(b"k1", b"\x00\x01not avro at all"), (None, b"\xff" * 40), (b"k3", b"")]
+    produce_raw(bootstrap, topic_name, garbage)
+    events = _many_events(50)
+    produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "events.jsonl", events))
+    settings, _ = DestinationSettings.from_mapping({})
+    expected = expected_keys(events, settings)
+
+    member = consumers(bootstrap, topic_name, f"g-{uuid.uuid4().hex[:8]}", emulator.url).start()
+    wait_for(lambda: set(_key_counts(emulator)) >= expected, 90, "the good events", member.log)
+    dead = read_topic(bootstrap, f"{topic_name}.dlq", expect=len(garbage))
+    assert member.stop() == 0, member.log()
+
+    got = {(m.key(), m.value()) for m in dead}
+    assert got == set(garbage)
+    for msg in dead:
+        headers = {k: v for k, v in msg.headers() or []}
+        assert headers["__connect.errors.topic"] == topic_name.encode()
+        assert headers["__connect.errors.stage"] == b"VALUE_CONVERTER"
+        assert headers["__connect.errors.exception.class.name"] == b"DecodeError"
+        assert int(headers["__connect.errors.offset"]) >= 0
+        assert headers["__connect.errors.exception.message"]
+        assert b"it-key" not in b"".join(v or b"" for v in headers.values())
+    assert _lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
