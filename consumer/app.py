@@ -12,12 +12,13 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import KafkaError, Message
 
 from consumer.config import Config, Destination
 from consumer.deadletter import STAGE_DECODE, STAGE_SINK, STAGE_TRANSFORM, DeadLetterQueue
-from consumer.decode import Decoder, DecodeError, DirectorySchemaResolver, RegistrySchemaResolver
+from consumer.decode import DecodeError, Decoder, DirectorySchemaResolver, RegistrySchemaResolver
 from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker
 from consumer.record import Record
@@ -101,7 +102,11 @@ class Pipeline:
             org = await client.check_credentials(settings.org)
             log.info(
                 "FullStory credentials accepted",
-                extra={"destination": dest.name, "org": org, "api_host": settings.resolved_api_host},
+                extra={
+                    "destination": dest.name,
+                    "org": org,
+                    "api_host": settings.resolved_api_host,
+                },
             )
 
     async def run(self) -> None:
@@ -124,18 +129,21 @@ class Pipeline:
             await self._source.check_reachable(timeout=15.0)
             self._sink.start()
             await self._source.subscribe()
-            log.info("consuming", extra={"topics": self.config.topics,
-                                         "group_id": self.config.group_id})
+            log.info(
+                "consuming", extra={"topics": self.config.topics, "group_id": self.config.group_id}
+            )
             await self._loop()
             await self._drain(self._tracker.owned(), self.config.drain_timeout)
             self._commit(self._tracker.owned())  # the poll thread is idle now
             await self._source.close()
         finally:
             await self._sink.close()
-            remaining = self._dlq.flush(10.0)
+            remaining = self._dlq.close(10.0)
             if remaining:
-                log.error("dead-letter writes not acknowledged at exit; those records stay "
-                          "uncommitted", extra={"count": remaining})
+                log.error(
+                    "dead-letter writes not acknowledged at exit; those records stay uncommitted",
+                    extra={"count": remaining},
+                )
             for client in self._clients.values():
                 await client.aclose()
         if self._fatal is not None:
@@ -164,13 +172,16 @@ class Pipeline:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka consume error", extra={"error": err.str()})
                 continue
-            topic = msg.topic()
-            tp = (topic, msg.partition())
+            # A message without an error always has these; the client's hints say "| None".
+            topic = cast(str, msg.topic())
+            tp = (topic, cast(int, msg.partition()))
             generation = tracker.generation(tp)
             if generation is None:
                 continue  # from a partition revoked since the fetch: its new owner reads it
-            record = Record(topic, tp[1], msg.offset(), msg.key(), msg.value(), msg.headers(),
-                            generation)
+            headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
+            record = Record(
+                topic, tp[1], cast(int, msg.offset()), msg.key(), msg.value(), headers, generation
+            )
             tracker.track(tp, record.offset)
             self._in_flight += 1
             self._in_flight_bytes += record.size
@@ -186,17 +197,30 @@ class Pipeline:
             if isinstance(outcome, Requests):
                 if dest.settings.debug:
                     for req in outcome.requests:
-                        log.info("mapped request", extra={
-                            "topic": topic, "partition": tp[1], "offset": record.offset,
-                            "method": req.method, "path": req.path, "body": req.body,
-                            "idempotency_key": req.idempotency_key})
+                        log.info(
+                            "mapped request",
+                            extra={
+                                "topic": topic,
+                                "partition": tp[1],
+                                "offset": record.offset,
+                                "method": req.method,
+                                "path": req.path,
+                                "body": req.body,
+                                "idempotency_key": req.idempotency_key,
+                            },
+                        )
                 self._sink.submit(Job(record, outcome.requests, self._clients[dest.name]))
             elif isinstance(outcome, Skipped):
                 metrics.records_skipped.labels(outcome.reason).inc()
                 self._finish(record)
             elif isinstance(outcome, Invalid):
-                self._dead_letter(record, STAGE_TRANSFORM, outcome.reason, "InvalidEvent",
-                                  f"the event cannot be mapped to FullStory: {outcome.reason}")
+                self._dead_letter(
+                    record,
+                    STAGE_TRANSFORM,
+                    outcome.reason,
+                    "InvalidEvent",
+                    f"the event cannot be mapped to FullStory: {outcome.reason}",
+                )
         metrics.in_flight_records.set(self._in_flight)
         metrics.in_flight_bytes.set(self._in_flight_bytes)
 
@@ -205,11 +229,22 @@ class Pipeline:
     ) -> None:
         log.warning(
             "dead-lettering record",
-            extra={"stage": stage, "reason": reason, "topic": record.topic,
-                   "partition": record.partition, "offset": record.offset},
+            extra={
+                "stage": stage,
+                "reason": reason,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
         )
-        self._dlq.send(record, stage=stage, reason=reason, exception_class=exc_class,
-                       message=message, on_done=self._finish)
+        self._dlq.send(
+            record,
+            stage=stage,
+            reason=reason,
+            exception_class=exc_class,
+            message=message,
+            on_done=self._finish,
+        )
 
     def _delivered(self, job: Job, rejected: Rejected | None) -> None:
         record = job.record
@@ -218,7 +253,10 @@ class Pipeline:
             self._finish(record)
             return
         self._dead_letter(
-            record, STAGE_SINK, rejected.code, f"HTTP{rejected.status}",
+            record,
+            STAGE_SINK,
+            rejected.code,
+            f"HTTP{rejected.status}",
             f"FullStory answered HTTP {rejected.status} {rejected.code}: {rejected.message}",
         )
 
@@ -233,10 +271,14 @@ class Pipeline:
         source = self._source
         assert source is not None
         cfg = self.config
-        over = (self._in_flight >= cfg.max_in_flight_records
-                or self._in_flight_bytes >= cfg.max_in_flight_bytes)
-        under = (self._in_flight <= cfg.max_in_flight_records // 2
-                 and self._in_flight_bytes <= cfg.max_in_flight_bytes // 2)
+        over = (
+            self._in_flight >= cfg.max_in_flight_records
+            or self._in_flight_bytes >= cfg.max_in_flight_bytes
+        )
+        under = (
+            self._in_flight <= cfg.max_in_flight_records // 2
+            and self._in_flight_bytes <= cfg.max_in_flight_bytes // 2
+        )
         if over and not self._paused:
             self._paused = True
             source.pause(self._tracker.owned())
@@ -269,8 +311,10 @@ class Pipeline:
             self._tracker.revoke(tp)
         self.metrics.rebalances.labels("revoke").inc()
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
-        log.info("partitions revoked", extra={
-            "partitions": [f"{t}-{p}" for t, p in tps], "drained": drained})
+        log.info(
+            "partitions revoked",
+            extra={"partitions": [f"{t}-{p}" for t, p in tps], "drained": drained},
+        )
         if offsets:
             self.metrics.commits.labels("revoke").inc()
         return offsets
@@ -281,8 +325,10 @@ class Pipeline:
             self._tracker.revoke(tp)
         self.metrics.rebalances.labels("lost").inc()
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
-        log.warning("partitions lost; their in-flight work will be redelivered elsewhere",
-                    extra={"partitions": [f"{t}-{p}" for t, p in tps]})
+        log.warning(
+            "partitions lost; their in-flight work will be redelivered elsewhere",
+            extra={"partitions": [f"{t}-{p}" for t, p in tps]},
+        )
 
     async def _drain(self, tps: Partitions, timeout: float) -> bool:
         """Wait (within a budget) until these partitions have nothing in flight."""
@@ -306,7 +352,19 @@ class Pipeline:
 
 def _producer_settings(kafka: dict[str, str]) -> dict[str, str]:
     """The user's connection settings (security, SASL...) that also apply to the DLQ producer."""
-    consumer_only = ("group.", "auto.", "enable.auto", "partition.assignment", "session.",
-                     "max.poll", "fetch.", "queued.", "isolation.", "heartbeat.",
-                     "check.crcs", "enable.partition.eof", "group.instance.id")
+    consumer_only = (
+        "group.",
+        "auto.",
+        "enable.auto",
+        "partition.assignment",
+        "session.",
+        "max.poll",
+        "fetch.",
+        "queued.",
+        "isolation.",
+        "heartbeat.",
+        "check.crcs",
+        "enable.partition.eof",
+        "group.instance.id",
+    )
     return {k: v for k, v in kafka.items() if not k.startswith(consumer_only)}

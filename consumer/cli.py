@@ -41,8 +41,13 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--dlq-topic", help="one dead-letter topic (default <topic>.dlq)")
     p.add_argument("--concurrency", type=int, help="parallel FullStory requests (default 32)")
     p.add_argument("--log-format", choices=("auto", "json", "text"))
-    p.add_argument("-X", dest="kafka", type=_kv, action="append",
-                   help="librdkafka setting KEY=VALUE (repeatable)")
+    p.add_argument(
+        "-X",
+        dest="kafka",
+        type=_kv,
+        action="append",
+        help="librdkafka setting KEY=VALUE (repeatable)",
+    )
 
 
 def _add_tools(sub: Any) -> None:
@@ -119,8 +124,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from consumer.produce import produce_file
 
     try:
-        count = produce_file(args.bootstrap_servers, args.topic, args.file, args.framing,
-                             args.schema_id)
+        count = produce_file(
+            args.bootstrap_servers, args.topic, args.file, args.framing, args.schema_id
+        )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

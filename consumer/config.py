@@ -214,14 +214,19 @@ def load_config(
     else:
         topics = file_data.get("topics")
 
-    for required, flag in (("bootstrap_servers", "--bootstrap-servers"), ("group_id", "--group-id")):
+    for required, flag in (
+        ("bootstrap_servers", "--bootstrap-servers"),
+        ("group_id", "--group-id"),
+    ):
         if not values.get(required):
             raise ConfigError(
                 f"{required} is not set; give {flag}, "
                 f"{_SCALARS[required][1]}, or `{required} = ...` in the config file"
             )
     if values.get("framing", "raw") not in FRAMINGS:
-        raise ConfigError(f"framing must be one of {', '.join(FRAMINGS)}, got {values['framing']!r}")
+        raise ConfigError(
+            f"framing must be one of {', '.join(FRAMINGS)}, got {values['framing']!r}"
+        )
     if values.get("log_format", "auto") not in LOG_FORMATS:
         raise ConfigError(
             f"log_format must be one of {', '.join(LOG_FORMATS)}, got {values['log_format']!r}"
@@ -255,8 +260,13 @@ def load_config(
                 )
             raw = {**{k: v for k, v in shared.items() if v}, **entry}
             destinations.append(
-                _destination(str(entry.get("name", f"destination-{i + 1}")),
-                             entry.get("topics"), raw, base_dir, where)
+                _destination(
+                    str(entry.get("name", f"destination-{i + 1}")),
+                    entry.get("topics"),
+                    raw,
+                    base_dir,
+                    where,
+                )
             )
     else:
         destinations = [_destination("default", topics, shared, base_dir, "top level")]

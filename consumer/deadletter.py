@@ -31,7 +31,7 @@ def error_headers(
     stage: str,
     exception_class: str,
     message: str,
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, str | bytes | None]]:
     """Connect's error context headers for one failed record."""
     pairs = {
         "topic": record.topic,
@@ -60,7 +60,12 @@ class DeadLetterQueue:
         topic: str | None = None,
         suffix: str = ".dlq",
     ) -> None:
-        config = {"enable.idempotence": True, "linger.ms": 20, **producer_config}
+        config = {
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            **producer_config,
+            "logger": logging.getLogger("consumer.kafka.dlq"),
+        }
         self._producer = Producer(config)
         self._metrics = metrics
         self._connector = connector
@@ -83,7 +88,7 @@ class DeadLetterQueue:
         on_done: Callable[[Record], None],
     ) -> None:
         """Queue the record for the DLQ; `on_done(record)` runs once the broker has it."""
-        headers = list(record.headers or [])
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers or [])
         headers += error_headers(
             record,
             connector=self._connector,
@@ -106,9 +111,13 @@ class DeadLetterQueue:
                 return
             log.error(
                 "dead-letter write failed; will retry",
-                extra={"topic": topic, "source_topic": record.topic,
-                       "partition": record.partition, "offset": record.offset,
-                       "error": err.str()},
+                extra={
+                    "topic": topic,
+                    "source_topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "error": err.str(),
+                },
             )
             self._retry.append(produce)
 
@@ -122,7 +131,9 @@ class DeadLetterQueue:
             for produce in pending:
                 produce()
 
-    def flush(self, timeout: float) -> int:
-        """Wait for outstanding DLQ writes; returns how many are still not acknowledged."""
+    def close(self, timeout: float) -> int:
+        """Wait for outstanding DLQ writes and release the producer; returns how many writes
+        were still not acknowledged (their records stay uncommitted)."""
         remaining: int = self._producer.flush(timeout)
+        self._producer.close()
         return remaining

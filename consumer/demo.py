@@ -1,6 +1,6 @@
-"""`fullstory-consumer demo`: the whole pipeline on one machine — a local Kafka broker, the FullStory
-emulator, the sample Segment events — ending with a table of what FullStory received. Exits 0 only
-when every request the transform expects arrived exactly once."""
+"""`fullstory-consumer demo`: the whole pipeline on one machine — a local Kafka broker, the
+FullStory emulator, the sample Segment events — ending with a table of what FullStory received.
+Exits 0 only when every request the transform expects arrived exactly once."""
 
 from __future__ import annotations
 
@@ -58,15 +58,16 @@ def expected_requests(
 def _describe(req: dict[str, Any]) -> str:
     body = req.get("body") or {}
     if req["path"].startswith("/v2/events"):
-        uid = (body.get("user") or {}).get("uid", "-")
+        uid = (body.get("user") or {}).get("uid", "(no user)")
         return f"event {body.get('name')!r} for {uid}"
     if req["method"] == "DELETE":
-        return f"delete user {req.get('query', '')}"
+        return f"delete user {(req.get('query') or {}).get('uid')}"
     return f"user {body.get('uid', '(anonymous)')} {body.get('display_name') or ''}".rstrip()
 
 
-def _print_table(received: list[dict[str, Any]], expected: dict[str, tuple[str, str]],
-                 others: Counter[str]) -> None:
+def _print_table(
+    received: list[dict[str, Any]], expected: dict[str, tuple[str, str]], others: Counter[str]
+) -> None:
     print()
     print("What FullStory received")
     print(f"  {'segment call':<14}{'FullStory request':<22}detail")
@@ -100,8 +101,7 @@ async def _consume_until(config: Any, done: Any, timeout: float) -> bool:
     return ok
 
 
-def run_demo(events: str | None = None, settings: str | None = None,
-             timeout: float = 120.0) -> int:
+def run_demo(events: str | None = None, settings: str | None = None, timeout: float = 120.0) -> int:
     from consumer.localenv.broker import LocalBroker, create_topic
     from consumer.localenv.emulator import EmulatorProcess
     from consumer.produce import produce_file
@@ -110,14 +110,16 @@ def run_demo(events: str | None = None, settings: str | None = None,
     events_path = Path(events) if events else SAMPLE_EVENTS
     settings_path = Path(settings) if settings else DEMO_SETTINGS
     dest_settings, _ = DestinationSettings.from_mapping(
-        {**read_settings_file(settings_path), "org": DEMO_ORG})
+        {**read_settings_file(settings_path), "org": DEMO_ORG}
+    )
     expected, others = expected_requests(_load_events(events_path), dest_settings)
 
     workdir = Path(tempfile.mkdtemp(prefix="fullstory-demo-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
-        _say("starting a local Kafka broker (the first run downloads its jars from Maven "
-             "Central)...")
+        _say(
+            "starting a local Kafka broker (the first run downloads its jars from Maven Central)..."
+        )
         broker = LocalBroker(workdir / "kafka")
         broker.start()
         stack.callback(broker.stop)
@@ -156,9 +158,13 @@ def run_demo(events: str | None = None, settings: str | None = None,
         duplicated = [k for k, n in keys.items() if n > 1]
         unexpected = [k for k in keys if k not in expected]
         if arrived and not missing and not duplicated and not unexpected:
-            _say(f"OK: all {len(expected)} expected requests arrived exactly once "
-                 f"({time.monotonic() - started:.1f} s)")
+            _say(
+                f"OK: all {len(expected)} expected requests arrived exactly once "
+                f"({time.monotonic() - started:.1f} s)"
+            )
             return 0
-        _say(f"FAILED: {len(missing)} missing, {len(duplicated)} duplicated, "
-             f"{len(unexpected)} unexpected of {len(expected)} expected requests")
+        _say(
+            f"FAILED: {len(missing)} missing, {len(duplicated)} duplicated, "
+            f"{len(unexpected)} unexpected of {len(expected)} expected requests"
+        )
         return 1

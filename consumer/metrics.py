@@ -15,7 +15,7 @@ from prometheus_client import (
 
 from consumer import __version__
 
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "fullstory_consumer"
 
@@ -68,7 +68,9 @@ class Metrics:
             registry=r,
         )
         self.retries = Counter(
-            f"{p}_fullstory_retries_total", "Retried FullStory requests, by cause.", ["cause"],
+            f"{p}_fullstory_retries_total",
+            "Retried FullStory requests, by cause.",
+            ["cause"],
             registry=r,
         )
         self.retry_after_seconds = Counter(
@@ -80,7 +82,8 @@ class Metrics:
             f"{p}_in_flight_records", "Records taken from Kafka and not yet done.", registry=r
         )
         self.in_flight_bytes = Gauge(
-            f"{p}_in_flight_bytes", "Bytes of records taken from Kafka and not yet done.",
+            f"{p}_in_flight_bytes",
+            "Bytes of records taken from Kafka and not yet done.",
             registry=r,
         )
         self.paused_partitions = Gauge(
@@ -93,7 +96,9 @@ class Metrics:
             f"{p}_offset_commits_total", "Offset stores/commits, by kind.", ["kind"], registry=r
         )
         self.rebalances = Counter(
-            f"{p}_rebalances_total", "Partition assignment changes, by kind.", ["kind"],
+            f"{p}_rebalances_total",
+            "Partition assignment changes, by kind.",
+            ["kind"],
             registry=r,
         )
         self.last_processed = Gauge(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 Partitions = list[tuple[str, int]]
 Offsets = list[tuple[str, int, int]]
-Listener = Callable[[Partitions], Awaitable[Offsets | None]]
+Listener = Callable[[Partitions], Coroutine[Any, Any, Offsets | None]]
 
 
 class KafkaUnavailable(Exception):
@@ -64,7 +64,9 @@ class KafkaSource:
         self._bootstrap = config["bootstrap.servers"]
         self._fatal: KafkaError | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-poll")
-        self._consumer = Consumer({**config, "error_cb": self._error})
+        self._consumer = Consumer(
+            {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
+        )
         self._topics = topics
 
     def _error(self, err: KafkaError) -> None:
@@ -93,9 +95,7 @@ class KafkaSource:
             ) from None
         missing = [t for t in self._topics if t not in meta.topics]
         if missing:
-            log.warning(
-                "topics do not exist yet; waiting for them", extra={"topics": missing}
-            )
+            log.warning("topics do not exist yet; waiting for them", extra={"topics": missing})
 
     async def subscribe(self) -> None:
         await self._run(
@@ -148,9 +148,7 @@ class KafkaSource:
         if not offsets:
             return
         try:
-            self._consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o) for t, p, o in offsets]
-            )
+            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for t, p, o in offsets])
         except KafkaException as exc:
             # A partition revoked meanwhile refuses the store: that is the safe outcome.
             log.info("offset store refused", extra={"error": str(exc)})

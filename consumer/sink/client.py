@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+
 import httpx
 import orjson
 
@@ -167,4 +168,3 @@ class FullStoryClient:
         except TimeoutError:
             return
         raise Abandoned()
-

@@ -43,9 +43,7 @@ class RealtimeSink:
 
     def submit(self, job: Job) -> None:
         key = job.record.key
-        lane = zlib.crc32(key) % len(self._queues) if key else job.record.offset % len(
-            self._queues
-        )
+        lane = zlib.crc32(key) % len(self._queues) if key else job.record.offset % len(self._queues)
         self._queues[lane].put_nowait(job)
 
     @property

@@ -52,15 +52,18 @@ def test_settings_file_in_segment_keys(tmp_path: Path) -> None:
     assert dest.unknown_settings == ("surprise",)
 
 
-@pytest.mark.parametrize(("change", "needle"), [
-    ({"bootstrap_servers": None}, "--bootstrap-servers"),
-    ({"group_id": None}, "--group-id"),
-    ({"topics": None}, "--topic"),
-    ({"api_key": None}, "FULLSTORY_API_KEY"),
-    ({"framing": "json"}, "framing must be one of"),
-    ({"concurrency": 0}, "concurrency must be at least 1"),
-    ({"settings": "/nonexistent/settings.json"}, "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"bootstrap_servers": None}, "--bootstrap-servers"),
+        ({"group_id": None}, "--group-id"),
+        ({"topics": None}, "--topic"),
+        ({"api_key": None}, "FULLSTORY_API_KEY"),
+        ({"framing": "json"}, "framing must be one of"),
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+        ({"settings": "/nonexistent/settings.json"}, "does not exist"),
+    ],
+)
 def test_mistakes_say_how_to_fix_them(change: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         load_config({**BASE, **change}, env={})
@@ -78,7 +81,7 @@ def test_wrong_types_in_the_file_do_not_show_the_key(tmp_path: Path) -> None:
 def test_unknown_file_keys_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('bootstrap_server = "b"\n')
-    with pytest.raises(ConfigError, match="unknown key.*bootstrap_server"):
+    with pytest.raises(ConfigError, match=r"unknown key.*bootstrap_server"):
         load_config({"config": str(path)}, env={})
 
 
@@ -89,7 +92,7 @@ def test_several_destinations(tmp_path: Path) -> None:
         'bootstrap_servers = "b"\ngroup_id = "g"\napi_key = "shared"\n'
         '[[destinations]]\nname = "web"\ntopics = ["web-events"]\nsettings = "web.json"\n'
         '[[destinations]]\nname = "app"\ntopics = ["app-events"]\napi_key = "app-key"\n'
-        '[destinations.fullstory]\ntrack_named_pages = true\n'
+        "[destinations.fullstory]\ntrack_named_pages = true\n"
     )
     config = load_config({"config": str(path)}, env={})
     by_topic = config.destination_for()

@@ -9,10 +9,22 @@ import pytest
 from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
 
 
-@pytest.mark.parametrize(("status", "retry"), [
-    (429, True), (408, True), (500, True), (503, True), (599, True),
-    (400, False), (401, False), (403, False), (404, False), (409, False), (422, False),
-])
+@pytest.mark.parametrize(
+    ("status", "retry"),
+    [
+        (429, True),
+        (408, True),
+        (500, True),
+        (503, True),
+        (599, True),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (409, False),
+        (422, False),
+    ],
+)
 def test_retryable_statuses(status: int, retry: bool) -> None:
     assert is_retryable_status(status) is retry
 
