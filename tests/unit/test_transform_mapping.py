@@ -657,7 +657,8 @@ ALL_FLAGS = ("track_named_pages", "track_categorized_pages", "track_all_pages")
 
 
 def flags(*names: str, **extra: Any) -> DestinationSettings:
-    return DestinationSettings(**{name: True for name in names}, **extra)
+    values: dict[str, Any] = {name: True for name in names}
+    return DestinationSettings(**values, **extra)
 
 
 PAGE_CASES = [
