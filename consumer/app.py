@@ -96,7 +96,7 @@ class Pipeline:
                 settings.api_key,
                 self.metrics,
                 timeout=self.config.request_timeout,
-                max_connections=self.config.concurrency,
+                connections=self.config.concurrency,
             )
             self._clients[dest.name] = client
             org = await client.check_credentials(settings.org)

@@ -39,7 +39,9 @@ class RealtimeSink:
         self._busy = 0
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
+        self._workers = [
+            asyncio.create_task(self._work(q, lane)) for lane, q in enumerate(self._queues)
+        ]
 
     def submit(self, job: Job) -> None:
         key = job.record.key
@@ -50,12 +52,12 @@ class RealtimeSink:
     def idle(self) -> bool:
         return self._busy == 0 and all(q.empty() for q in self._queues)
 
-    async def _work(self, queue: asyncio.Queue[Job]) -> None:
+    async def _work(self, queue: asyncio.Queue[Job], lane: int) -> None:
         while True:
             job = await queue.get()
             self._busy += 1
             try:
-                result = await self._deliver(job)
+                result = await self._deliver(job, lane)
             except Abandoned:
                 continue
             except AuthenticationError as exc:
@@ -65,9 +67,9 @@ class RealtimeSink:
                 self._busy -= 1
             self._on_done(job, result)
 
-    async def _deliver(self, job: Job) -> Rejected | None:
+    async def _deliver(self, job: Job, lane: int) -> Rejected | None:
         for request in job.requests:
-            rejected = await job.client.send(request, self._stopping)
+            rejected = await job.client.send(request, self._stopping, lane)
             if rejected is not None:
                 return rejected
         return None
