@@ -97,34 +97,54 @@ def clean_key(key: str) -> tuple[str, str | None]:
     return entry
 
 
-def _number_ok(value: object) -> bool:
-    if type(value) is int:
-        return INT_MIN <= value <= INT_MAX
-    if type(value) is float:
-        return math.isfinite(value)
-    return False
-
-
 def _array(items: list[Any]) -> tuple[object, str | None]:
-    """(normalised array or _DROP, inferred type)."""
+    """(normalised array or _DROP, inferred type); one pass per array kind."""
     if not items:
         return [], None
-    kind = type(items[0])
-    if kind is str:
-        if all(type(item) is str for item in items):
-            out = [item if len(item) <= _SAFE_LEN else cut_text(item) for item in items]
-            return out, "dates" if all(is_datetime(item) for item in out) else None
-    elif kind is bool:
-        if all(type(item) is bool for item in items):
+    first = type(items[0])
+    if first is str:
+        long_item = False
+        dates = True
+        for item in items:
+            if type(item) is not str:
+                break
+            if len(item) > _SAFE_LEN:
+                long_item = True
+            if dates and not (
+                len(item) >= _MIN_DATETIME_LEN and item[10] == "T" and is_datetime(item)
+            ):
+                dates = False
+        else:
+            if long_item:
+                out = [cut_text(item) for item in items]
+                dates = all(is_datetime(item) for item in out)
+            else:
+                out = list(items)
+            return out, "dates" if dates else None
+    elif first is bool:
+        for item in items:
+            if type(item) is not bool:
+                break
+        else:
             return list(items), None
-    elif (kind is int or kind is float) and all(
-        type(item) is int or type(item) is float for item in items
-    ):
-        if not all(_number_ok(item) for item in items):
-            return _DROP, None
-        if all(type(item) is int for item in items):
-            return list(items), "ints"
-        return list(items), None
+    elif first is int or first is float:
+        only_ints = True
+        representable = True
+        for item in items:
+            kind = type(item)
+            if kind is int:
+                if not INT_MIN <= item <= INT_MAX:
+                    representable = False
+            elif kind is float:
+                only_ints = False
+                if not math.isfinite(item):
+                    representable = False
+            else:
+                break
+        else:
+            if not representable:
+                return _DROP, None
+            return list(items), "ints" if only_ints else None
     try:
         text = orjson.dumps(items, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
