@@ -48,11 +48,12 @@ def outcome_to_json(event: object, outcome: Outcome) -> dict[str, object]:
 
 
 def transform_lines(lines: Iterable[str | bytes], settings: DestinationSettings) -> Iterator[bytes]:
-    """One JSON line, ending in `\\n`, per input line, in order; non-JSON → `invalid_json`."""
+    """One JSON document per input line, in order, without a trailing newline (the caller
+    writes the line separator); non-JSON → `invalid_json`."""
     for line in lines:
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
-            yield orjson.dumps(outcome_to_json(None, Invalid("invalid_json"))) + b"\n"
+            yield orjson.dumps(outcome_to_json(None, Invalid("invalid_json")))
             continue
-        yield orjson.dumps(outcome_to_json(event, transform(event, settings))) + b"\n"
+        yield orjson.dumps(outcome_to_json(event, transform(event, settings)))

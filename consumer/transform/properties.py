@@ -181,12 +181,12 @@ def _forget(out: dict[str, Any], schema: Schema, name: str, path: str) -> None:
 
 
 def _object(
-    items: Iterable[tuple[object, object]], prefix: str, schema: Schema, depth: int
+    items: Iterable[tuple[Any, object]], prefix: str, schema: Schema, depth: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cache = _NAME_CACHE
     for key, raw in items:
-        entry = cache.get(key)  # type: ignore[call-overload]
+        entry = cache.get(key)
         if entry is None:
             if not isinstance(key, str):
                 continue
@@ -257,7 +257,7 @@ def normalise(
     if schema is None:
         schema = {}
     if isinstance(source, Mapping):
-        items: Iterable[tuple[object, object]] = source.items()
+        items: Iterable[tuple[Any, object]] = source.items()
     else:
         items = ()
     if skip:

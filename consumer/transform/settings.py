@@ -157,7 +157,7 @@ class DestinationSettings:
                 f"destination settings must be an object, got a {_type_name(data)}: "
                 'write them as {"apiKey": "...", "orgId": "..."}'
             )
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         given_as: dict[str, str] = {}
         unknown: list[str] = []
         for raw_key, value in data.items():
@@ -174,7 +174,7 @@ class DestinationSettings:
                 )
             values[setting] = checked
             given_as[setting] = key
-        return cls(**values), unknown  # type: ignore[arg-type]
+        return cls(**values), unknown
 
     @property
     def resolved_api_host(self) -> str:
