@@ -1,8 +1,10 @@
 """FullStory server API emulator: a real HTTP server on loopback for tests, demos and benchmarks.
 
 API (header `Authorization: Basic <key>`): `GET /me`, `POST /v2/users`, `DELETE /v2/users?uid=`,
-`POST /v2/events`. Control (no auth): `GET /emulator/requests[?all=1&since=SEQ&path=P]`,
-`GET /emulator/stats`, `GET /emulator/users`, `GET|POST /emulator/faults`, `POST /emulator/reset`.
+`POST /v2/events`, batch imports `POST /v2/{users|events}/batch`, `GET .../batch/{id}`,
+`GET .../batch/{id}/imports|errors` (see `batch.py`). Control (no auth):
+`GET /emulator/requests[?all=1&since=SEQ&path=P]`, `GET /emulator/stats`, `GET /emulator/users`,
+`GET|POST /emulator/faults`, `POST /emulator/reset`.
 Run it with `serve(...)` or `python -m consumer.emulator --port 0`.
 
 Choices where FullStory's behaviour is unverified:
@@ -13,6 +15,10 @@ Choices where FullStory's behaviour is unverified:
   per path and kept until reset (no 24-hour expiry). Only POSTs honour the header.
 - `error_rate` and `reject_matching` apply to `/v2/...` endpoints, not to `GET /me`.
 - A request dropped by a "refuse" outage is logged with status 0.
+- Each item of a finished batch job is logged as its own `POST /v2/users|events` request, with
+  `batch_job` (the job id) and `idempotency_key` `<batch key>#<index>` (None without a batch key);
+  failed items are logged with status 400 (seen with `?all=1`). The batch POST itself is logged
+  under its own path. An idempotent replay of a batch POST creates and logs nothing new.
 """
 
 from consumer.emulator.server import create_app, serve

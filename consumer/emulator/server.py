@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from consumer.emulator import batch
 from consumer.emulator.state import (
     DROPPED,
     EmulatorConfig,
@@ -30,7 +31,7 @@ from consumer.emulator.validation import Invalid, validate_event, validate_user
 
 STATE = web.AppKey("state", EmulatorState)
 JSON = "application/json"
-MAX_BODY = 64 * 1024 * 1024  # room for the batch-import bodies of a later issue
+MAX_BODY = 64 * 1024 * 1024  # room for batch imports of 50,000 items
 CODES = {
     400: "invalid_argument",
     401: "unauthorized",
@@ -61,22 +62,33 @@ Outcome = tuple[int, bytes, int | None, bool]
 class Endpoint:
     """One API route: how its document is handled and which faults apply to it."""
 
-    apply: Callable[[EmulatorState, Any], bytes]  # validates, then acts; raises Invalid
-    has_body: bool  # the document is the JSON body, else the query parameters
+    # Validates, then acts; raises Invalid (400) or Answer. Gets the document and Idempotency-Key.
+    apply: Callable[[EmulatorState, Any, str | None], bytes]
+    has_body: bool  # the document is the JSON body, else the query and path parameters
     idempotent: bool  # honours Idempotency-Key
     faultable: bool  # subject to error_rate and reject_matching
 
 
-def _post_user(state: EmulatorState, body: Any) -> bytes:
+class Answer(Exception):
+    """An answer other than 200 decided by an endpoint (404, 429, 202...)."""
+
+    def __init__(self, status: int, body: bytes, retry_after: int | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+def _post_user(state: EmulatorState, body: Any, _key: str | None) -> bytes:
     return orjson.dumps({"id": state.upsert_user(validate_user(body))})
 
 
-def _post_event(state: EmulatorState, body: Any) -> bytes:
+def _post_event(state: EmulatorState, body: Any, _key: str | None) -> bytes:
     validate_event(body)
     return EMPTY
 
 
-def _delete_user(state: EmulatorState, query: dict[str, str]) -> bytes:
+def _delete_user(state: EmulatorState, query: dict[str, str], _key: str | None) -> bytes:
     uid = query.get("uid")
     if not uid:
         raise Invalid("the uid query parameter is required")
@@ -84,7 +96,7 @@ def _delete_user(state: EmulatorState, query: dict[str, str]) -> bytes:
     return EMPTY
 
 
-def _me(state: EmulatorState, _query: dict[str, str]) -> bytes:
+def _me(state: EmulatorState, _query: dict[str, str], _key: str | None) -> bytes:
     config = state.config
     return orjson.dumps({"email": "emulator@example.com", "orgId": config.org_id, "role": "ADMIN"})
 
@@ -93,6 +105,40 @@ POST_USER = Endpoint(_post_user, has_body=True, idempotent=True, faultable=True)
 POST_EVENT = Endpoint(_post_event, has_body=True, idempotent=True, faultable=True)
 DELETE_USER = Endpoint(_delete_user, has_body=False, idempotent=False, faultable=True)
 GET_ME = Endpoint(_me, has_body=False, idempotent=False, faultable=False)
+
+
+def _batch_create(kind: str) -> Endpoint:
+    def apply(state: EmulatorState, body: Any, key: str | None) -> bytes:
+        try:
+            return batch.create(state, kind, body, key)
+        except batch.TooManyJobs as exc:
+            raise Answer(429, error_body(429, str(exc)), exc.retry_after) from None
+
+    return Endpoint(apply, has_body=True, idempotent=True, faultable=True)
+
+
+def _job(state: EmulatorState, kind: str, params: dict[str, str]) -> batch.BatchJob:
+    job = batch.find(state, kind, params["job_id"])
+    if job is None:
+        raise Answer(404, error_body(404, f"no {kind} batch import job {params['job_id']!r}"))
+    return job
+
+
+def _batch_status(kind: str) -> Endpoint:
+    def apply(state: EmulatorState, params: dict[str, str], _key: str | None) -> bytes:
+        return orjson.dumps(_job(state, kind, params).as_json())
+
+    return Endpoint(apply, has_body=False, idempotent=False, faultable=True)
+
+
+def _batch_results(kind: str, which: str) -> Endpoint:
+    def apply(state: EmulatorState, params: dict[str, str], _key: str | None) -> bytes:
+        job = _job(state, kind, params)
+        if job.status == "PROCESSING":
+            raise Answer(202, EMPTY)
+        return batch.page(job, which, params.get("page_token"), state.faults.batch_page_size)
+
+    return Endpoint(apply, has_body=False, idempotent=False, faultable=True)
 
 
 def _process(
@@ -125,14 +171,19 @@ def _process(
             if stored[0] != digest:
                 return 400, CONFLICT, None, False
             return stored[1], stored[2], None, True
-    outcome = _evaluate(state, endpoint, path, request, raw)
+    outcome = _evaluate(state, endpoint, path, request, raw, key)
     if digest:
         state.remember(path, key or "", digest, outcome[0], outcome[1])
     return outcome
 
 
 def _evaluate(
-    state: EmulatorState, endpoint: Endpoint, path: str, request: web.Request, raw: bytes
+    state: EmulatorState,
+    endpoint: Endpoint,
+    path: str,
+    request: web.Request,
+    raw: bytes,
+    key: str | None,
 ) -> Outcome:
     document: Any
     if endpoint.has_body:
@@ -141,7 +192,7 @@ def _evaluate(
         except orjson.JSONDecodeError:
             return 400, error_body(400, "request body is not valid JSON"), None, False
     else:
-        document = dict(request.query)
+        document = {**request.query, **request.match_info}
     if endpoint.faultable and state.faults.reject_matching:
         rule = state.match_rule(path, document)
         if rule is not None:
@@ -149,9 +200,11 @@ def _evaluate(
             retry_after = 1 if rule.status == 429 else None
             return rule.status, error_body(rule.status, message), retry_after, False
     try:
-        return 200, endpoint.apply(state, document), None, False
+        return 200, endpoint.apply(state, document, key), None, False
     except Invalid as exc:
         return 400, error_body(400, str(exc)), None, False
+    except Answer as answer:
+        return answer.status, answer.body, answer.retry_after, False
 
 
 def _api(endpoint: Endpoint) -> Callable[[web.Request], Any]:
@@ -204,12 +257,16 @@ async def _requests(request: web.Request) -> web.Response:
     except ValueError:
         return _bad_request("since must be an integer")
     everything = query.get("all", "0") not in ("0", "false", "")
-    body = request.app[STATE].requests_json(everything, since, query.get("path"))
+    state = request.app[STATE]
+    batch.settle(state)
+    body = state.requests_json(everything, since, query.get("path"))
     return web.Response(body=body, content_type=JSON)
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return _json_response(request.app[STATE].stats())
+    state = request.app[STATE]
+    batch.settle(state)
+    return _json_response(state.stats())
 
 
 async def _users(request: web.Request) -> web.Response:
@@ -245,6 +302,12 @@ def create_app(config: EmulatorConfig) -> web.Application:
     router.add_post("/v2/users", _api(POST_USER))
     router.add_delete("/v2/users", _api(DELETE_USER))
     router.add_post("/v2/events", _api(POST_EVENT))
+    for kind in batch.KINDS:
+        base = f"/v2/{kind}/batch"
+        router.add_post(base, _api(_batch_create(kind)))
+        router.add_get(base + "/{job_id}", _api(_batch_status(kind)))
+        for which in ("imports", "errors"):
+            router.add_get(f"{base}/{{job_id}}/{which}", _api(_batch_results(kind, which)))
     router.add_get("/emulator/requests", _requests)
     router.add_get("/emulator/stats", _stats)
     router.add_get("/emulator/users", _users)

@@ -11,10 +11,13 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
+
+if TYPE_CHECKING:
+    from consumer.emulator.batch import BatchJob
 
 OUTAGE_MODES = ("503", "refuse")
 # Status recorded for a request whose connection was dropped without an answer.
@@ -31,6 +34,9 @@ class EmulatorConfig:
     burst: int = 50
     error_rate: float = 0.0
     latency_ms: float = 0.0
+    batch_processing_ms: float = 200.0  # how long a batch import job stays PROCESSING
+    max_in_progress_jobs: int = 200  # per org; a batch create beyond it answers 429
+    batch_page_size: int = 1000  # results per page of .../imports and .../errors
 
 
 class FaultError(ValueError):
@@ -90,13 +96,24 @@ class Faults:
     latency_ms: float
     rate_limit: float | None
     burst: int
+    batch_processing_ms: float
+    max_in_progress_jobs: int
+    batch_page_size: int
     outage_until: float = 0.0  # time.monotonic() deadline; 0 = no outage
     outage_mode: str = "503"
     reject_matching: list[RejectRule] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: EmulatorConfig) -> Faults:
-        return cls(config.error_rate, config.latency_ms, config.rate_limit, config.burst)
+        return cls(
+            config.error_rate,
+            config.latency_ms,
+            config.rate_limit,
+            config.burst,
+            config.batch_processing_ms,
+            config.max_in_progress_jobs,
+            config.batch_page_size,
+        )
 
     def as_json(self) -> dict[str, Any]:
         remaining = max(0.0, self.outage_until - time.monotonic())
@@ -105,6 +122,9 @@ class Faults:
             "latency_ms": self.latency_ms,
             "rate_limit": self.rate_limit,
             "burst": self.burst,
+            "batch_processing_ms": self.batch_processing_ms,
+            "max_in_progress_jobs": self.max_in_progress_jobs,
+            "batch_page_size": self.batch_page_size,
             "outage_remaining_seconds": round(remaining, 3),
             "outage_mode": self.outage_mode,
             "reject_matching": [rule.as_json() for rule in self.reject_matching] or None,
@@ -143,6 +163,7 @@ def apply_faults(faults: Faults, body: Any) -> bool:
     if not isinstance(body, dict):
         raise FaultError("faults body must be a JSON object")
     known = {"error_rate", "latency_ms", "rate_limit", "burst", "outage_seconds", "outage_mode"}
+    known |= {"batch_processing_ms", "max_in_progress_jobs", "batch_page_size"}
     unknown = set(body) - known - {"reject_matching"}
     if unknown:
         raise FaultError(f"unknown fault fields: {sorted(unknown)}")
@@ -154,11 +175,14 @@ def apply_faults(faults: Faults, body: Any) -> bool:
     if "rate_limit" in body:
         limited = body["rate_limit"] is not None
         new["rate_limit"] = _number(body, "rate_limit", 1e-9) if limited else None
-    if "burst" in body:
-        burst = body["burst"]
-        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-            raise FaultError("burst must be a positive integer")
-        new["burst"] = burst
+    if "batch_processing_ms" in body:
+        new["batch_processing_ms"] = _number(body, "batch_processing_ms", 0.0)
+    for name in ("burst", "max_in_progress_jobs", "batch_page_size"):
+        if name in body:
+            value = body[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FaultError(f"{name} must be a positive integer")
+            new[name] = value
     if "outage_mode" in body:
         if body["outage_mode"] not in OUTAGE_MODES:
             raise FaultError('outage_mode must be "503" or "refuse"')
@@ -177,7 +201,13 @@ def apply_faults(faults: Faults, body: Any) -> bool:
 
 
 def _lookup(document: Any, dotted: str) -> tuple[bool, Any]:
+    """Follow a dotted path; a decimal part indexes a list (`requests.0.name`)."""
     for part in dotted.split("."):
+        if isinstance(document, list) and part.isdigit():
+            if int(part) >= len(document):
+                return False, None
+            document = document[int(part)]
+            continue
         if not isinstance(document, dict) or part not in document:
             return False, None
         document = document[part]
@@ -201,8 +231,11 @@ class EmulatorState:
         self.users: dict[str, dict[str, Any]] = {}  # FullStory user id -> user record
         self.uid_to_id: dict[str, str] = {}
         self.next_user = 0
-        # (seq, method, path, query, raw body, idempotency key, replay, status); seq == index + 1
-        self.log: list[tuple[int, str, str, str, bytes, str | None, bool, int]] = []
+        # (seq, method, path, query, raw body, idempotency key, replay, status, batch job id);
+        # seq == index + 1
+        self.log: list[tuple[int, str, str, str, bytes, str | None, bool, int, str | None]] = []
+        self.jobs: dict[str, BatchJob] = {}  # batch import jobs by id
+        self.in_progress: list[BatchJob] = []  # jobs still PROCESSING, oldest first
         self.by_status: dict[int, int] = {}
         self.by_path: dict[str, int] = {}
         self.delivered: dict[str, int] = {}
@@ -219,10 +252,12 @@ class EmulatorState:
         key: str | None,
         replay: bool,
         status: int,
+        batch_job: str | None = None,
     ) -> None:
-        """Append to the request log and keep the stats counters current."""
+        """Append to the request log and keep the stats counters current; `batch_job` marks an
+        item imported (or failed) by that batch job."""
         log = self.log
-        log.append((len(log) + 1, method, path, query, raw, key, replay, status))
+        log.append((len(log) + 1, method, path, query, raw, key, replay, status, batch_job))
         self.by_status[status] = self.by_status.get(status, 0) + 1
         self.by_path[path] = self.by_path.get(path, 0) + 1
         if replay:
@@ -239,6 +274,7 @@ class EmulatorState:
             "delivered": dict(sorted(self.delivered.items())),
             "users": len(self.users),
             "idempotency_keys": len(self.idempotency),
+            "batch_jobs": _job_counts(self.jobs.values()),
             "process_cpu_seconds": time.process_time(),
         }
 
@@ -271,10 +307,13 @@ class EmulatorState:
         rate = self.faults.error_rate
         return rate > 0.0 and random.random() < rate
 
-    def match_rule(self, path: str, document: Any) -> RejectRule | None:
-        """First rule matching this request, consuming one of its `times`."""
+    def match_rule(self, path: str, document: Any, final_only: bool = False) -> RejectRule | None:
+        """First rule matching this request, consuming one of its `times`. `final_only` (batch
+        items, which cannot be retried one by one) considers only final 4xx rules."""
         for rule in self.faults.reject_matching:
             if rule.path is not None and rule.path != path:
+                continue
+            if final_only and (rule.status >= 500 or rule.status in (408, 429)):
                 continue
             found, value = _lookup(document, rule.field)
             if not found or value != rule.value:
@@ -328,22 +367,30 @@ class EmulatorState:
     def requests_json(self, everything: bool, since: int, path: str | None) -> bytes:
         """The request log as JSON, accepted (2xx) requests only unless `everything`."""
         out = []
-        for seq, method, rpath, query, raw, key, replay, status in self.log[max(0, since) :]:
+        for seq, method, rpath, query, raw, key, replay, status, job in self.log[max(0, since) :]:
             if (not everything and not 200 <= status < 300) or (path is not None and rpath != path):
                 continue
-            out.append(
-                {
-                    "seq": seq,
-                    "method": method,
-                    "path": rpath,
-                    "query": _query_dict(query),
-                    "body": _decode_body(raw),
-                    "idempotency_key": key,
-                    "replay": replay,
-                    "status": status,
-                }
-            )
+            entry = {
+                "seq": seq,
+                "method": method,
+                "path": rpath,
+                "query": _query_dict(query),
+                "body": _decode_body(raw),
+                "idempotency_key": key,
+                "replay": replay,
+                "status": status,
+            }
+            if job is not None:
+                entry["batch_job"] = job
+            out.append(entry)
         return orjson.dumps(out)
+
+
+def _job_counts(jobs: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    return counts
 
 
 def _merge(target: dict[str, Any], update: dict[str, Any]) -> None:

@@ -123,7 +123,7 @@ def validate_user(body: Any) -> dict[str, Any]:
     return body
 
 
-def _check_context(context: Any) -> None:
+def check_context(context: Any) -> None:
     """Known sections and fields only; field values must be scalars (types not enforced)."""
     if not isinstance(context, dict):
         raise Invalid("context must be an object")
@@ -187,6 +187,6 @@ def validate_event(body: Any) -> dict[str, Any]:
             raise Invalid(f"timestamp is not ISO-8601: {timestamp[:64]!r}") from None
     _check_identity(body)
     if "context" in body:
-        _check_context(body["context"])
+        check_context(body["context"])
     _check_common(body)
     return body

@@ -428,7 +428,7 @@ def test_request_log_filters_and_stats() -> None:
 
 def test_unknown_endpoint_is_a_json_404() -> None:
     async def scenario(client: Client) -> None:
-        status, payload, _ = await call(client, "POST", "/v2/users/batch", {"requests": []})
+        status, payload, _ = await call(client, "POST", "/v2/sessions/batch", {"requests": []})
         assert (status, payload["code"]) == (404, "resource_not_found")
 
     run(scenario)
