@@ -7,19 +7,37 @@ writer schema is worked out once, and free-form fields are parsed with orjson.
 from __future__ import annotations
 
 import io
-import json
-import threading
-import time
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import fastavro
-import httpx
 import orjson
 from fastavro.read import SchemaResolutionError
 
 from consumer.encode import EXTRA_FIELD, JSON_FIELDS
+from consumer.registry import (
+    InvalidSchema,
+    RegistryClient,
+    RegistrySchemaResolver,
+    RegistrySettings,
+    RegistryUnavailable,
+    SchemaNotFound,
+    parse_schema_text,
+)
 from consumer.schema import segment_schema
+
+__all__ = [
+    "DecodeError",
+    "Decoder",
+    "DirectorySchemaResolver",
+    "InvalidSchema",
+    "RegistryClient",
+    "RegistrySchemaResolver",
+    "RegistrySettings",
+    "RegistryUnavailable",
+    "SchemaNotFound",
+    "SchemaResolver",
+]
 
 _SPECIAL = frozenset((*JSON_FIELDS, EXTRA_FIELD))
 _loads = orjson.loads
@@ -33,31 +51,12 @@ class DecodeError(Exception):
         self.reason = reason
 
 
-class SchemaNotFound(Exception):
-    """The resolver has no schema under this id (permanent: the record is undecodable)."""
-
-
-class InvalidSchema(Exception):
-    """The resolver returned something that is not a usable Avro schema (permanent)."""
-
-
-class RegistryUnavailable(Exception):
-    """The schema registry could not answer now (retryable: do not dead-letter the record)."""
-
-
 class SchemaResolver(Protocol):
     """Finds the writer schema for a Confluent schema id."""
 
     def writer_schema(self, schema_id: int) -> Any:
         """The parsed schema; raises SchemaNotFound, InvalidSchema or RegistryUnavailable."""
         ...
-
-
-def _parse_schema_text(text: str | bytes, where: str) -> Any:
-    try:
-        return fastavro.parse_schema(json.loads(text))
-    except Exception as exc:  # json or fastavro errors of many kinds
-        raise InvalidSchema(f"{where}: not a valid Avro schema: {exc}") from exc
 
 
 class DirectorySchemaResolver:
@@ -76,77 +75,8 @@ class DirectorySchemaResolver:
                 text = path.read_bytes()
             except FileNotFoundError:
                 raise SchemaNotFound(f"no schema file {path.name} in {self._directory}") from None
-            schema = self._cache[schema_id] = _parse_schema_text(text, str(path))
+            schema = self._cache[schema_id] = parse_schema_text(text, str(path))
         return schema
-
-
-class RegistrySchemaResolver:
-    """Confluent-compatible registry client: `GET {url}/schemas/ids/{id}`, cached per id.
-
-    404 is permanent (SchemaNotFound, remembered for `negative_ttl` seconds so a burst of bad
-    records does not hammer the registry); network errors, timeouts, 429, 5xx and auth failures
-    are RegistryUnavailable: retrying (or fixing the credentials) will help, dead-lettering won't.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 5.0,
-        auth: tuple[str, str] | None = None,
-        negative_ttl: float = 30.0,
-        client: httpx.Client | None = None,
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._client = client or httpx.Client(timeout=timeout, auth=auth)
-        self._negative_ttl = negative_ttl
-        self._cache: dict[int, Any] = {}
-        self._missing: dict[int, tuple[float, str]] = {}
-        self._lock = threading.Lock()
-
-    def writer_schema(self, schema_id: int) -> Any:
-        """The parsed schema for this id, fetched at most once while it exists."""
-        schema = self._cache.get(schema_id)
-        if schema is not None:
-            return schema
-        with self._lock:
-            schema = self._cache.get(schema_id)
-            if schema is None:
-                schema = self._cache[schema_id] = self._fetch(schema_id)
-        return schema
-
-    def _fetch(self, schema_id: int) -> Any:
-        missing = self._missing.get(schema_id)
-        if missing is not None and time.monotonic() < missing[0]:
-            raise SchemaNotFound(missing[1])
-        url = f"{self._url}/schemas/ids/{schema_id}"
-        try:
-            response = self._client.get(url)
-        except httpx.HTTPError as exc:
-            raise RegistryUnavailable(f"GET {url} failed: {exc!r}") from exc
-        if response.status_code == 404:
-            message = f"schema registry has no schema id {schema_id} ({response.text[:200]})"
-            self._missing[schema_id] = (time.monotonic() + self._negative_ttl, message)
-            raise SchemaNotFound(message)
-        if response.status_code != 200:
-            raise RegistryUnavailable(
-                f"GET {url} answered {response.status_code}: {response.text[:200]}"
-            )
-        try:
-            body = response.json()
-            text = body["schema"]
-            schema_type = body.get("schemaType", "AVRO")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InvalidSchema(f"GET {url}: unexpected response body: {exc!r}") from exc
-        if schema_type != "AVRO":
-            raise InvalidSchema(f"schema id {schema_id} is {schema_type}, not AVRO")
-        if not isinstance(text, str):
-            raise InvalidSchema(f"GET {url}: 'schema' is not a string")
-        return _parse_schema_text(text, f"schema id {schema_id}")
-
-    def close(self) -> None:
-        """Close the HTTP client."""
-        self._client.close()
 
 
 def _field_types(schema: Any) -> dict[str, Any] | None:

@@ -1,0 +1,267 @@
+"""Confluent-compatible Schema Registry client: schema ids to parsed Avro schemas, registration.
+
+Works with Confluent Schema Registry, Confluent Cloud (basic auth with an API key) and Apicurio's
+`/apis/ccompat/v7` API. The secret of `basic.auth.user.info` (or of a URL's user info) is kept
+out of every message, repr and log line this module makes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import fastavro
+import httpx
+
+
+class SchemaNotFound(Exception):
+    """The resolver has no schema under this id (permanent: the record is undecodable)."""
+
+
+class InvalidSchema(Exception):
+    """The resolver returned something that is not a usable Avro schema (permanent)."""
+
+
+class RegistryUnavailable(Exception):
+    """The schema registry could not answer now (retryable: do not dead-letter the record)."""
+
+
+class RegistryError(Exception):
+    """The registry refused a request for a reason retrying will not fix (e.g. incompatible)."""
+
+
+def parse_schema_text(text: str | bytes, where: str) -> Any:
+    """Parse Avro schema JSON with fastavro; InvalidSchema naming `where` if it is not one."""
+    try:
+        return fastavro.parse_schema(json.loads(text))
+    except Exception as exc:  # json or fastavro errors of many kinds
+        raise InvalidSchema(f"{where}: not a valid Avro schema: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How to reach a registry. Keys as confluent-kafka's SchemaRegistryClient names them."""
+
+    url: str
+    basic_auth_user_info: str | None = field(default=None, repr=False)
+    ca_location: str | None = None
+    certificate_location: str | None = None
+    key_location: str | None = None
+    key_password: str | None = field(default=None, repr=False)
+    timeout: float = 5.0
+
+    @classmethod
+    def from_mapping(cls, conf: dict[str, Any]) -> RegistrySettings:
+        """From `{"url": ..., "basic.auth.user.info": "key:secret", "ssl.ca.location": ...}`."""
+        known = {
+            "url",
+            "basic.auth.user.info",
+            "basic.auth.credentials.source",
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "ssl.key.location",
+            "ssl.key.password",
+            "timeout",
+        }
+        unknown = sorted(set(conf) - known)
+        if unknown:
+            raise ValueError(f"unknown schema registry settings: {', '.join(unknown)}")
+        source = conf.get("basic.auth.credentials.source", "USER_INFO")
+        if source not in ("USER_INFO", "URL"):
+            raise ValueError(f"basic.auth.credentials.source {source!r}: use USER_INFO or URL")
+        if "url" not in conf:
+            raise ValueError("schema registry settings need 'url'")
+        return cls(
+            url=str(conf["url"]),
+            basic_auth_user_info=conf.get("basic.auth.user.info"),
+            ca_location=conf.get("ssl.ca.location"),
+            certificate_location=conf.get("ssl.certificate.location"),
+            key_location=conf.get("ssl.key.location"),
+            key_password=conf.get("ssl.key.password"),
+            timeout=float(conf.get("timeout", 5.0)),
+        )
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`https://key:secret@host/x` → (`https://host/x`, (key, secret)), so no message shows it."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url.rstrip("/"), None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean.rstrip("/"), (unquote(parts.username), unquote(parts.password or ""))
+
+
+def _user_info(value: str) -> tuple[str, str]:
+    user, sep, secret = value.partition(":")
+    if not sep or not user:
+        raise ValueError("basic.auth.user.info must be 'user:secret'")
+    return user, secret
+
+
+def _ssl_context(settings: RegistrySettings) -> ssl.SSLContext | None:
+    if not (settings.ca_location or settings.certificate_location or settings.key_location):
+        return None
+    context = ssl.create_default_context(cafile=settings.ca_location)
+    if settings.certificate_location:
+        context.load_cert_chain(
+            settings.certificate_location, settings.key_location, settings.key_password
+        )
+    elif settings.key_location:
+        raise ValueError("ssl.key.location needs ssl.certificate.location")
+    return context
+
+
+class RegistryClient:
+    """REST calls to one registry: schemas by id (cached), registration (cached per subject)."""
+
+    def __init__(
+        self, settings: RegistrySettings | str, *, client: httpx.Client | None = None
+    ) -> None:
+        if isinstance(settings, str):
+            settings = RegistrySettings(settings)
+        self.url, url_auth = _split_credentials(settings.url)
+        auth = url_auth
+        if settings.basic_auth_user_info is not None:
+            auth = _user_info(settings.basic_auth_user_info)
+        verify: ssl.SSLContext | bool = _ssl_context(settings) or True
+        self._client = client or httpx.Client(
+            timeout=settings.timeout,
+            auth=httpx.BasicAuth(*auth) if auth else None,
+            verify=verify,
+            headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
+        )
+        self._registered: dict[tuple[str, str], int] = {}
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.url!r})"
+
+    def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        url = f"{self.url}{path}"
+        try:
+            response = self._client.request(method, url, json=body)
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"{method} {url} failed: {type(exc).__name__}: {exc}") from (
+                None
+            )
+        status = response.status_code
+        if status in (401, 403, 408, 429) or status >= 500:
+            raise RegistryUnavailable(f"{method} {url} answered {status}: {response.text[:200]}")
+        return response
+
+    def schema_text(self, schema_id: int) -> str:
+        """The schema text under a global id; SchemaNotFound, InvalidSchema, RegistryUnavailable."""
+        path = f"/schemas/ids/{schema_id}"
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            raise SchemaNotFound(f"schema registry has no schema id {schema_id}")
+        if response.status_code != 200:
+            raise InvalidSchema(f"GET {path} answered {response.status_code}")
+        try:
+            body = response.json()
+            text = body["schema"]
+            schema_type = body.get("schemaType", "AVRO")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidSchema(f"GET {path}: unexpected response body: {exc!r}") from exc
+        if schema_type != "AVRO":
+            raise InvalidSchema(f"schema id {schema_id} is {schema_type}, not AVRO")
+        if not isinstance(text, str):
+            raise InvalidSchema(f"GET {path}: 'schema' is not a string")
+        return text
+
+    def register(self, subject: str, schema: str | dict[str, Any]) -> int:
+        """Register (or look up) an Avro schema under `subject`; its global id.
+
+        Registering the same schema again returns the existing id, as every registry does.
+        """
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        cached = self._registered.get((subject, text))
+        if cached is not None:
+            return cached
+        path = f"/subjects/{quote(subject, safe='')}/versions"
+        response = self._request("POST", path, {"schema": text, "schemaType": "AVRO"})
+        if response.status_code != 200:
+            raise RegistryError(
+                f"POST {path} answered {response.status_code}: {response.text[:500]}"
+            )
+        try:
+            schema_id = int(response.json()["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"POST {path}: unexpected response body: {exc!r}") from exc
+        self._registered[(subject, text)] = schema_id
+        return schema_id
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        """Set a subject's compatibility level (BACKWARD, FORWARD, FULL, NONE, ...)."""
+        path = f"/config/{quote(subject, safe='')}"
+        response = self._request("PUT", path, {"compatibility": level})
+        if response.status_code != 200:
+            raise RegistryError(f"PUT {path} answered {response.status_code}: {response.text}")
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+
+class RegistrySchemaResolver:
+    """Writer schemas by Confluent schema id from a registry, parsed once per id.
+
+    404 is permanent (SchemaNotFound, remembered for `negative_ttl` seconds so a burst of bad
+    records does not hammer the registry); network errors, timeouts, 429, 5xx and auth failures
+    are RegistryUnavailable: retrying (or fixing the credentials) will help, dead-lettering won't.
+    """
+
+    def __init__(
+        self,
+        url: str | RegistrySettings,
+        *,
+        timeout: float = 5.0,
+        auth: tuple[str, str] | None = None,
+        negative_ttl: float = 30.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        settings = (
+            url if isinstance(url, RegistrySettings) else RegistrySettings(url, timeout=timeout)
+        )
+        if auth is not None:
+            settings = dataclasses.replace(settings, basic_auth_user_info=f"{auth[0]}:{auth[1]}")
+        self.client = RegistryClient(settings, client=client)
+        self._negative_ttl = negative_ttl
+        self._cache: dict[int, Any] = {}
+        self._missing: dict[int, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def writer_schema(self, schema_id: int) -> Any:
+        """The parsed schema for this id, fetched at most once while it exists."""
+        schema = self._cache.get(schema_id)
+        if schema is not None:
+            return schema
+        with self._lock:
+            schema = self._cache.get(schema_id)
+            if schema is None:
+                schema = self._cache[schema_id] = self._fetch(schema_id)
+        return schema
+
+    def _fetch(self, schema_id: int) -> Any:
+        missing = self._missing.get(schema_id)
+        if missing is not None and time.monotonic() < missing[0]:
+            raise SchemaNotFound(missing[1])
+        try:
+            text = self.client.schema_text(schema_id)
+        except SchemaNotFound as exc:
+            self._missing[schema_id] = (time.monotonic() + self._negative_ttl, str(exc))
+            raise
+        return parse_schema_text(text, f"schema id {schema_id}")
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self.client.close()

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Run Apicurio Registry (in-memory storage) from its Maven Central archive, for tests and the demo
+# on machines without Docker. Serves the Confluent-compatible API at /apis/ccompat/v7. Binds to
+# 127.0.0.1 only, the Quarkus management interface too (on a random port: 9000 would clash).
+#
+#   apicurio.sh fetch
+#   apicurio.sh start --port P --data-dir D [--heap 512m] [--timeout 120]
+#   apicurio.sh stop  --data-dir D [--timeout 30] [--kill]
+#   apicurio.sh java          (prints the java it would use)
+#
+# Env: APICURIO_DIR overrides the unpacked cache (default deploy/local/.cache/apicurio-<version>);
+# APICURIO_JAVA names the java binary (else: JAVA_HOME, PATH, /usr/lib/jvm/*, the first >= 21).
+# Layout of D: registry.pid, registry.log. Storage is in memory: a restart starts empty.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+POM="$HERE/apicurio/pom.xml"
+VERSION="$(sed -n 's:.*<apicurio.version>\(.*\)</apicurio.version>.*:\1:p' "$POM")"
+APP="${APICURIO_DIR:-$HERE/.cache/apicurio-$VERSION}"
+MARKER="$APP/.complete"
+MIN_JAVA=21
+PROBE_PATH="/apis/ccompat/v7/subjects"
+
+die() {
+    echo "apicurio.sh: $*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '6,9p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+pom_digest() {
+    sha256sum "$POM" | cut -d' ' -f1
+}
+
+app_complete() {
+    [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]]
+}
+
+cmd_fetch() {
+    app_complete && return 0
+    command -v mvn >/dev/null || die "mvn not found on PATH"
+    mkdir -p "$(dirname "$APP")"
+    # Serialise concurrent fetches (parallel test sessions share the cache).
+    exec 9>"$APP.lock"
+    flock 9
+    if ! app_complete; then
+        local tmp="$APP.tmp.$$"
+        rm -rf "$tmp"
+        mkdir -p "$tmp/dl"
+        echo "apicurio.sh: resolving Apicurio Registry $VERSION into $APP" >&2
+        if ! mvn -B -q -Dstyle.color=never -f "$POM" \
+            org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp/dl" >&2; then
+            rm -rf "$tmp"
+            die "maven could not resolve io.apicurio:apicurio-registry-app:$VERSION:tar.gz:all"
+        fi
+        local archive
+        archive="$(compgen -G "$tmp/dl/apicurio-registry-app-*-all.tar.gz" | head -n 1)" ||
+            die "no apicurio-registry-app archive in $tmp/dl"
+        tar -xzf "$archive" -C "$tmp"
+        rm -rf "$tmp/dl"
+        [[ -f "$tmp/quarkus-run.jar" ]] || die "no quarkus-run.jar in the archive"
+        pom_digest >"$tmp/.complete"
+        rm -rf "$APP"
+        mv "$tmp" "$APP"
+    fi
+    exec 9>&-
+}
+
+# The major version of the java binary $1 (17, 21, 25, ...), or nothing.
+java_major() {
+    "$1" -XshowSettings:properties -version 2>&1 |
+        sed -n 's/^ *java\.specification\.version = \([0-9][0-9]*\).*/\1/p' | head -n 1
+}
+
+# The first java >= MIN_JAVA: APICURIO_JAVA, JAVA_HOME, PATH, then the newest under /usr/lib/jvm.
+find_java() {
+    local candidate major
+    if [[ -n "${APICURIO_JAVA:-}" ]]; then
+        major="$(java_major "$APICURIO_JAVA")"
+        [[ -n "$major" && "$major" -ge $MIN_JAVA ]] ||
+            die "APICURIO_JAVA=$APICURIO_JAVA is not Java $MIN_JAVA+ (found '${major:-none}')"
+        echo "$APICURIO_JAVA"
+        return 0
+    fi
+    local -a candidates=()
+    [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]] && candidates+=("$JAVA_HOME/bin/java")
+    command -v java >/dev/null && candidates+=("$(command -v java)")
+    local dir
+    while IFS= read -r dir; do
+        dir="${dir%/}"
+        [[ -x "$dir/bin/java" ]] && candidates+=("$dir/bin/java")
+    done < <(ls -d /usr/lib/jvm/*/ 2>/dev/null | sort -rV)
+    for candidate in "${candidates[@]}"; do
+        major="$(java_major "$candidate")"
+        if [[ -n "$major" && "$major" -ge $MIN_JAVA ]]; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    die "Apicurio Registry $VERSION needs Java $MIN_JAVA+; none found (set APICURIO_JAVA)"
+}
+
+process_running() {
+    local state
+    [[ -r "/proc/$1/stat" ]] || return 1
+    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
+}
+
+# True if PID is a live registry started for DATA_DIR (guards against pid reuse).
+registry_alive() {
+    local pid="$1" data_dir="$2"
+    process_running "$pid" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dlocal.data.dir=$data_dir "
+}
+
+wait_exit() {
+    local pid="$1" data_dir="$2" seconds="$3" i
+    for ((i = 0; i < seconds * 10; i++)); do
+        registry_alive "$pid" "$data_dir" || return 0
+        sleep 0.1
+    done
+    ! registry_alive "$pid" "$data_dir"
+}
+
+show_failure() {
+    local why="$1" log="$2"
+    echo "apicurio.sh: $why; first errors and last lines of $log:" >&2
+    grep -m 5 -E ' (ERROR|FATAL) ' "$log" >&2 || true
+    echo "..." >&2
+    tail -n 30 "$log" >&2
+}
+
+cmd_start() {
+    local port="" data_dir="" heap="512m" timeout=120
+    while (($#)); do
+        case "$1" in
+            --port) port="${2:?}"; shift 2 ;;
+            --data-dir) data_dir="${2:?}"; shift 2 ;;
+            --heap) heap="${2:?}"; shift 2 ;;
+            --timeout) timeout="${2:?}"; shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    [[ -n "$port" && -n "$data_dir" ]] || usage
+    [[ "$port" =~ ^[0-9]+$ && "$timeout" =~ ^[0-9]+$ ]] || die "port and timeout must be integers"
+    command -v curl >/dev/null || die "curl not found on PATH (used to wait for readiness)"
+    local java
+    java="$(find_java)"
+    cmd_fetch
+
+    mkdir -p "$data_dir"
+    data_dir="$(cd "$data_dir" && pwd)"
+    local pidfile="$data_dir/registry.pid" log="$data_dir/registry.log"
+    if [[ -f "$pidfile" ]] && registry_alive "$(cat "$pidfile")" "$data_dir"; then
+        die "a registry is already running for $data_dir (pid $(cat "$pidfile"))"
+    fi
+    rm -f "$pidfile"
+    [[ -f "$log" ]] && mv -f "$log" "$log.prev"
+    : >"$log"
+    # The marker property lets stop recognise the process; cwd is the data dir so nothing the
+    # app might write lands in the caller's directory.
+    (cd "$data_dir" && exec "$java" -Xms64m -Xmx"$heap" -Djava.awt.headless=true \
+        -Djava.io.tmpdir="$data_dir" \
+        "-Dlocal.data.dir=$data_dir" \
+        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$port" \
+        -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port=0 \
+        -jar "$APP/quarkus-run.jar" </dev/null >>"$log" 2>&1) &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+
+    local i
+    for ((i = 0; i < timeout * 4; i++)); do
+        if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port$PROBE_PATH"; then
+            echo "$pid"
+            return 0
+        fi
+        if ! process_running "$pid"; then
+            wait "$pid" 2>/dev/null || true
+            rm -f "$pidfile"
+            show_failure "registry exited during start-up" "$log"
+            exit 1
+        fi
+        sleep 0.25
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    show_failure "registry not answering $PROBE_PATH after ${timeout}s" "$log"
+    exit 1
+}
+
+cmd_stop() {
+    local data_dir="" timeout=30 signal=TERM
+    while (($#)); do
+        case "$1" in
+            --data-dir) data_dir="${2:?}"; shift 2 ;;
+            --timeout) timeout="${2:?}"; shift 2 ;;
+            --kill) signal=KILL; shift ;;
+            *) usage ;;
+        esac
+    done
+    [[ -n "$data_dir" ]] || usage
+    [[ "$timeout" =~ ^[0-9]+$ ]] || die "timeout must be an integer"
+    [[ -d "$data_dir" ]] || die "no such data dir: $data_dir"
+    data_dir="$(cd "$data_dir" && pwd)"
+    local pidfile="$data_dir/registry.pid" pid
+    if [[ ! -f "$pidfile" ]]; then
+        echo "apicurio.sh: no registry.pid in $data_dir; nothing to stop" >&2
+        return 0
+    fi
+    pid="$(cat "$pidfile")"
+    if ! registry_alive "$pid" "$data_dir"; then
+        echo "apicurio.sh: registry pid $pid is not running" >&2
+        rm -f "$pidfile"
+        return 0
+    fi
+    kill -"$signal" "$pid" 2>/dev/null || true
+    if ! wait_exit "$pid" "$data_dir" "$timeout"; then
+        echo "apicurio.sh: registry pid $pid ignored SIG$signal for ${timeout}s; sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_exit "$pid" "$data_dir" 10 || die "registry pid $pid survived SIGKILL"
+    fi
+    rm -f "$pidfile"
+}
+
+main() {
+    (($#)) || usage
+    local cmd="$1"
+    shift
+    case "$cmd" in
+        fetch) (($# == 0)) || usage; cmd_fetch ;;
+        start) cmd_start "$@" ;;
+        stop) cmd_stop "$@" ;;
+        java) (($# == 0)) || usage; find_java ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
