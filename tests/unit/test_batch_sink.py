@@ -1,0 +1,342 @@
+"""BatchSink against the real emulator on a loopback port, with a real FullStoryClient."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from consumer.emulator import EmulatorConfig, create_app
+from consumer.emulator.batch import settle
+from consumer.emulator.server import STATE
+from consumer.emulator.state import EmulatorState
+from consumer.metrics import Metrics
+from consumer.record import Record
+from consumer.sink.batch import BatchSink, batch_key, map_errors
+from consumer.sink.client import AuthenticationError, FullStoryClient, Rejected
+from consumer.sink.realtime import Job
+from consumer.sink.retry import Backoff
+from consumer.transform import Request
+
+
+@dataclass
+class Env:
+    """A running emulator, a client for it, and what the sink reported."""
+
+    url: str
+    state: EmulatorState
+    client: FullStoryClient
+    done: dict[int, Rejected | None] = field(default_factory=dict)
+    fatal: list[BaseException] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+
+    def on_done(self, job: Job, rejected: Rejected | None) -> None:
+        assert job.record.offset not in self.done, "a job reported twice"
+        self.done[job.record.offset] = rejected
+        self.order.append(job.record.offset)
+
+    def sink(self, **kwargs: Any) -> BatchSink:
+        kwargs.setdefault("poll_interval", 0.02)
+        return BatchSink(self.on_done, self.fatal.append, **kwargs)
+
+    def job(self, offset: int, *requests: Request) -> Job:
+        record = Record("t", 0, offset, f"k{offset}".encode(), b"v", None, 1)
+        return Job(record, requests, self.client)
+
+    def log(self, path: str | None, *, everything: bool = False) -> list[dict[str, Any]]:
+        """The emulator's request log (read in-process: the server runs in this loop)."""
+        settle(self.state)
+        entries: list[dict[str, Any]] = orjson.loads(self.state.requests_json(everything, 0, path))
+        return entries
+
+    async def faults(self, **faults: Any) -> None:
+        async with httpx.AsyncClient() as http:
+            (await http.post(f"{self.url}/emulator/faults", json=faults)).raise_for_status()
+
+    async def wait_done(self, count: int, timeout: float = 20.0) -> None:
+        for _ in range(int(timeout / 0.01)):
+            if len(self.done) >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"only {len(self.done)} of {count} jobs done")
+
+
+def run(scenario: Callable[[Env], Awaitable[None]], config: EmulatorConfig | None = None) -> None:
+    """Run a scenario with the emulator served on 127.0.0.1 inside the test's event loop."""
+
+    async def main() -> None:
+        app = create_app(config or EmulatorConfig(batch_processing_ms=20))
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}"
+        client = FullStoryClient(
+            url, "test-key", Metrics(), connections=24, backoff=Backoff(0.01, 0.05)
+        )
+        try:
+            await scenario(Env(url, app[STATE], client))
+        finally:
+            await client.aclose()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def event(name: str, n: int = 0) -> Request:
+    return Request("POST", "/v2/events", {"name": name, "properties": {"n": n}}, f"e-{name}-{n}")
+
+
+def user(uid: str, n: int = 0) -> Request:
+    return Request("POST", "/v2/users", {"uid": uid}, f"u-{uid}-{n}")
+
+
+def delete(uid: str) -> Request:
+    return Request("DELETE", f"/v2/users?uid={uid}", None, f"d-{uid}")
+
+
+def test_linger_flushes_a_partial_batch_into_one_import_job() -> None:
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=100, linger=0.2)
+        sink.start()
+        for i in range(5):
+            sink.submit(env.job(i, event("a", i)))
+        await asyncio.sleep(0.1)
+        assert env.log("/v2/events/batch") == []  # still lingering
+        assert not sink.idle
+        await env.wait_done(5)
+        assert env.done == dict.fromkeys(range(5))
+        (create,) = env.log("/v2/events/batch")
+        assert [b["properties"]["n"] for b in create["body"]["requests"]] == [0, 1, 2, 3, 4]
+        items = env.log("/v2/events")
+        assert len(items) == 5 and all(r["batch_job"] and not r["replay"] for r in items)
+        assert sink.idle
+        await sink.close()
+
+    run(scenario)
+
+
+def test_max_items_splits_and_a_record_spanning_batches_is_done_once_all_are() -> None:
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=4, linger=0.05)
+        sink.start()
+        for i in range(10):
+            sink.submit(env.job(i, event("b", i)))
+        # one record with a user and two events: the events fall into two batches
+        sink.submit(env.job(10, user("x"), event("c", 1), event("c", 2)))
+        await env.wait_done(11)
+        assert env.done == dict.fromkeys(range(11))
+        sizes = sorted(len(r["body"]["requests"]) for r in env.log("/v2/events/batch"))
+        assert sizes == [4, 4, 4]
+        assert len(env.log("/v2/users/batch")) == 1
+        assert len(env.log("/v2/events")) == 12 and len(env.log("/v2/users")) == 1
+        await sink.close()
+
+    run(scenario)
+
+
+def test_failed_items_are_mapped_back_to_their_jobs() -> None:
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=1000, linger=0.05)
+        sink.start()
+        bad = Request("POST", "/v2/events", {"name": ""}, "bad-1")
+        twin = Request("POST", "/v2/events", {"name": ""}, "bad-2")  # identical body
+        sink.submit(env.job(0, event("ok", 0)))
+        sink.submit(env.job(1, bad))
+        sink.submit(env.job(2, event("ok", 2)))
+        sink.submit(env.job(3, event("ok", 3), twin))  # one good, one bad request
+        sink.submit(env.job(4, Request("POST", "/v2/users", {"uid": ""}, "bad-user")))
+        await env.wait_done(5)
+        assert env.done[0] is None and env.done[2] is None
+        for offset in (1, 3):
+            rejected = env.done[offset]
+            assert isinstance(rejected, Rejected)
+            assert (rejected.status, rejected.code) == (400, "invalid_argument")
+            assert "name" in rejected.message
+        assert isinstance(env.done[4], Rejected) and "uid" in env.done[4].message
+        assert len(env.log("/v2/events")) == 3  # the good ones were imported once
+        await sink.close()
+
+    run(scenario)
+
+
+def test_errors_map_by_body_when_the_index_is_missing() -> None:
+    bodies: list[Any] = [{"name": "a"}, {"name": ""}, {"name": "b"}, {"name": ""}]
+    errors = [
+        {"message": "m1", "code": "invalid_argument", "event": {"name": ""}},
+        {"message": "m2", "code": "invalid_argument", "event": {"name": ""}, "index": 7},
+        {"message": "m3", "code": "invalid_argument", "event": {"name": "zzz"}},
+    ]
+    results, unmapped = map_errors("events", bodies, errors)
+    assert results[0] is None and results[2] is None
+    assert results[1] == Rejected(400, "invalid_argument", "m1")
+    assert results[3] == Rejected(400, "invalid_argument", "m2")
+    assert unmapped == 1
+    # an index whose body disagrees is not trusted
+    results, _ = map_errors(
+        "users", [{"uid": "a"}, {"uid": ""}], [{"user": {"uid": ""}, "index": 0}]
+    )
+    assert results[0] is None and results[1] is not None
+
+
+def test_errors_are_read_across_pages() -> None:
+    async def scenario(env: Env) -> None:
+        await env.faults(batch_page_size=2)
+        sink = env.sink(max_items=100, linger=0.05)
+        sink.start()
+        for i in range(7):
+            sink.submit(env.job(i, Request("POST", "/v2/events", {"name": ""}, f"bad-{i}")))
+        sink.submit(env.job(7, event("ok", 7)))
+        await env.wait_done(8)
+        assert all(isinstance(env.done[i], Rejected) for i in range(7))
+        assert env.done[7] is None
+        assert len(env.log("/v2/events/batch")) == 1
+        gets = [p for p in env.state.by_path if p.endswith("/errors")]
+        assert gets and env.state.by_path[gets[0]] == 4  # 7 errors in pages of 2
+        await sink.close()
+
+    run(scenario)
+
+
+def test_delete_goes_single_and_keeps_its_place_between_batches() -> None:
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=100, linger=0.05)
+        sink.start()
+        sink.submit(env.job(0, user("gone")))
+        sink.submit(env.job(1, delete("gone")))
+        sink.submit(env.job(2, user("gone", 1)))
+        await env.wait_done(3)
+        assert env.done == dict.fromkeys(range(3))
+        log = env.log(None)
+        writes = [(r["method"], r["path"]) for r in log if r["method"] != "GET"]
+        assert writes == [
+            ("POST", "/v2/users/batch"),
+            ("POST", "/v2/users"),
+            ("DELETE", "/v2/users"),
+            ("POST", "/v2/users/batch"),
+            ("POST", "/v2/users"),
+        ]
+        assert env.order == [0, 1, 2]
+        await sink.close()
+
+    run(scenario)
+
+
+def test_a_batch_rejected_as_a_whole_is_sent_item_by_item() -> None:
+    async def scenario(env: Env) -> None:
+        rule = {
+            "field": "requests.0.name",
+            "value": "first",
+            "status": 400,
+            "path": "/v2/events/batch",
+            "times": 1,
+        }
+        await env.faults(reject_matching=[rule])
+        sink = env.sink(max_items=100, linger=0.05)
+        sink.start()
+        sink.submit(env.job(0, event("first")))
+        sink.submit(env.job(1, event("second")))
+        sink.submit(env.job(2, Request("POST", "/v2/events", {"name": ""}, "bad")))
+        await env.wait_done(3)
+        assert env.done[0] is None and env.done[1] is None
+        assert isinstance(env.done[2], Rejected) and env.done[2].status == 400
+        singles = env.log("/v2/events")
+        assert [r["idempotency_key"] for r in singles] == ["e-first-0", "e-second-0"]
+        assert all("batch_job" not in r for r in singles)
+        assert env.log("/v2/events/batch") == []  # the create was refused
+        await sink.close()
+
+    run(scenario)
+
+
+def test_in_progress_limit_is_honoured() -> None:
+    async def scenario(env: Env) -> None:
+        await env.faults(batch_processing_ms=300)
+        sink = env.sink(max_items=1, linger=0.0, max_jobs_in_flight=2)
+        sink.start()
+        peak = 0
+        for i in range(6):
+            sink.submit(env.job(i, event("p", i)))
+        for _ in range(2000):
+            processing = env.state.stats()["batch_jobs"].get("PROCESSING", 0)
+            peak = max(peak, processing, sink.jobs_in_flight)
+            if len(env.done) == 6:
+                break
+            await asyncio.sleep(0.005)
+        assert len(env.done) == 6
+        assert peak == 2
+        await sink.close()
+
+    run(scenario)
+
+
+def test_emulator_429_on_too_many_jobs_is_retried() -> None:
+    async def scenario(env: Env) -> None:
+        await env.faults(max_in_progress_jobs=1, batch_processing_ms=100)
+        sink = env.sink(max_items=1, linger=0.0, max_jobs_in_flight=3)
+        sink.start()
+        for i in range(3):
+            sink.submit(env.job(i, event("q", i)))
+        await env.wait_done(3, timeout=30)
+        assert env.done == dict.fromkeys(range(3))
+        statuses = [r["status"] for r in env.log("/v2/events/batch", everything=True)]
+        assert 429 in statuses and statuses.count(200) == 3
+        assert len(env.log("/v2/events")) == 3
+        await sink.close()
+
+    run(scenario)
+
+
+def test_retried_create_reuses_the_job() -> None:
+    keys = ["b", "a", "c"]
+    assert batch_key("events", keys) == batch_key("events", sorted(keys))
+    assert batch_key("events", keys) != batch_key("users", keys)
+    assert batch_key("events", keys) != batch_key("events", keys[:2])
+
+
+def test_drain_sends_lingering_batches_and_close_abandons() -> None:
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=100, linger=60.0)
+        sink.start()
+        sink.submit(env.job(0, event("d", 0)))
+        assert await sink.drain(10.0)
+        assert env.done == {0: None} and sink.idle
+        await env.faults(batch_processing_ms=60_000)
+        sink.submit(env.job(1, event("d", 1)))
+        assert not await sink.drain(0.3)
+        await sink.close()
+        assert 1 not in env.done  # abandoned: stays uncommitted
+        assert env.fatal == []
+
+    run(scenario)
+
+
+def test_wrong_key_is_fatal() -> None:
+    async def scenario(env: Env) -> None:
+        bad = FullStoryClient(env.url, "wrong", Metrics())
+        sink = env.sink(max_items=10, linger=0.0)
+        sink.start()
+        sink.submit(Job(env.job(0).record, (event("x"),), bad))
+        for _ in range(500):
+            if env.fatal:
+                break
+            await asyncio.sleep(0.01)
+        assert len(env.fatal) == 1 and isinstance(env.fatal[0], AuthenticationError)
+        assert env.done == {}
+        await sink.close()
+        await bad.aclose()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("max_items", [0, 50_001])
+def test_max_items_is_bounded(max_items: int) -> None:
+    with pytest.raises(ValueError):
+        BatchSink(lambda job, r: None, lambda exc: None, max_items=max_items)
