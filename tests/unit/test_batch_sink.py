@@ -169,7 +169,7 @@ def test_failed_items_are_mapped_back_to_their_jobs() -> None:
 
 def test_errors_map_by_body_when_the_index_is_missing() -> None:
     bodies: list[Any] = [{"name": "a"}, {"name": ""}, {"name": "b"}, {"name": ""}]
-    errors = [
+    errors: list[dict[str, Any]] = [
         {"message": "m1", "code": "invalid_argument", "event": {"name": ""}},
         {"message": "m2", "code": "invalid_argument", "event": {"name": ""}, "index": 7},
         {"message": "m3", "code": "invalid_argument", "event": {"name": "zzz"}},
