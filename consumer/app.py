@@ -11,6 +11,7 @@ import asyncio
 import logging
 import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -18,16 +19,37 @@ from confluent_kafka import KafkaError, Message
 
 from consumer.config import Config, Destination
 from consumer.deadletter import STAGE_DECODE, STAGE_SINK, STAGE_TRANSFORM, DeadLetterQueue
-from consumer.decode import DecodeError, Decoder, DirectorySchemaResolver, RegistrySchemaResolver
+from consumer.decode import (
+    DecodeError,
+    Decoder,
+    DirectorySchemaResolver,
+    RegistrySchemaResolver,
+    RegistryUnavailable,
+)
+from consumer.health import Health
 from consumer.metrics import Metrics
-from consumer.offsets import OffsetTracker
+from consumer.offsets import OffsetTracker, TopicPartition
 from consumer.record import Record
+from consumer.replay import rekey_for_replay
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.realtime import Job, RealtimeSink
+from consumer.sink.retry import Backoff
 from consumer.source import KafkaSource, Offsets, Partitions, consumer_config
-from consumer.transform import Invalid, Requests, Skipped, transform
+from consumer.transform import Invalid, Request, Requests, Skipped, transform
 
 log = logging.getLogger(__name__)
+
+LAG_INTERVAL = 5.0  # seconds between lag gauge updates
+
+
+def _epoch(value: object) -> float | None:
+    """Segment's receivedAt (ISO-8601) as Unix seconds, for the freshness metric."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _decoder(config: Config) -> Decoder:
@@ -45,6 +67,10 @@ class Pipeline:
     def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
+        self.health = Health()
+        self._blocked: dict[TopicPartition, float] = {}  # waiting for the registry: retry time
+        self._registry_failures = 0
+        self._registry_backoff = Backoff(base=0.5, cap=30.0)
         self._tracker = OffsetTracker()
         self._by_topic: dict[str, Destination] = config.destination_for()
         self._clients: dict[str, FullStoryClient] = {}
@@ -73,6 +99,7 @@ class Pipeline:
     def _fail(self, exc: BaseException) -> None:
         if self._fatal is None:
             self._fatal = exc
+            self.health.failure = type(exc).__name__
             log.error("stopping: %s", exc)
         self._stop.set()
 
@@ -153,19 +180,32 @@ class Pipeline:
         source = self._source
         assert source is not None
         batch = self.config.poll_batch
+        health = self.health
+        next_lag = 0.0
         while not self._stop.is_set():
             messages = await source.consume(batch, 0.1)
+            health.turn()
+            health.brokers_up = source.brokers_up
             if messages:
+                self.metrics.batch_size.labels("consume").observe(len(messages))
                 self._process(messages)
             self._dlq.poll()
             source.store(self._tracker.committable())
+            self._unblock()
             self._backpressure()
+            now = time.monotonic()
+            if now >= next_lag:
+                next_lag = now + LAG_INTERVAL
+                self._update_lag()
+                if not source.brokers_up:
+                    await source.probe()
             # Let the sink's lanes run between batches even when Kafka returns at once.
             await asyncio.sleep(0)
 
     def _process(self, messages: list[Message]) -> None:
         tracker = self._tracker
         metrics = self.metrics
+        blocked = self._blocked
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -176,40 +216,46 @@ class Pipeline:
             topic = cast(str, msg.topic())
             tp = (topic, cast(int, msg.partition()))
             generation = tracker.generation(tp)
-            if generation is None:
-                continue  # from a partition revoked since the fetch: its new owner reads it
+            if generation is None or tp in blocked:
+                continue  # revoked since the fetch, or waiting for the registry (re-read later)
+            offset = cast(int, msg.offset())
+            error: DecodeError | None = None
+            try:
+                event = self._decoder.decode(msg.value())
+            except RegistryUnavailable as exc:
+                self._block(tp, offset, exc)
+                continue
+            except DecodeError as exc:
+                error = exc
             headers = cast("list[tuple[str, bytes | None]] | None", msg.headers())
             record = Record(
-                topic, tp[1], cast(int, msg.offset()), msg.key(), msg.value(), headers, generation
+                topic,
+                tp[1],
+                offset,
+                msg.key(),
+                msg.value(),
+                headers,
+                generation,
+                msg.timestamp()[1] / 1000.0,
             )
-            tracker.track(tp, record.offset)
+            tracker.track(tp, offset, record.timestamp)
             self._in_flight += 1
             self._in_flight_bytes += record.size
             metrics.records_consumed.labels(topic).inc()
-            try:
-                event = self._decoder.decode(record.value)
-            except DecodeError as exc:
-                self._dead_letter(record, STAGE_DECODE, exc.reason, "DecodeError", str(exc))
+            if error is not None:
+                self._dead_letter(record, STAGE_DECODE, error.reason, "DecodeError", str(error))
                 continue
             metrics.records_decoded.labels(topic).inc()
+            record.received_at = _epoch(event.get("receivedAt"))
             dest = self._by_topic[topic]
             outcome = transform(event, dest.settings)
             if isinstance(outcome, Requests):
+                requests = outcome.requests
+                if headers:
+                    requests = rekey_for_replay(requests, headers)
                 if dest.settings.debug:
-                    for req in outcome.requests:
-                        log.info(
-                            "mapped request",
-                            extra={
-                                "topic": topic,
-                                "partition": tp[1],
-                                "offset": record.offset,
-                                "method": req.method,
-                                "path": req.path,
-                                "body": req.body,
-                                "idempotency_key": req.idempotency_key,
-                            },
-                        )
-                self._sink.submit(Job(record, outcome.requests, self._clients[dest.name]))
+                    self._log_requests(record, requests)
+                self._sink.submit(Job(record, requests, self._clients[dest.name]))
             elif isinstance(outcome, Skipped):
                 metrics.records_skipped.labels(outcome.reason).inc()
                 self._finish(record)
@@ -223,6 +269,72 @@ class Pipeline:
                 )
         metrics.in_flight_records.set(self._in_flight)
         metrics.in_flight_bytes.set(self._in_flight_bytes)
+
+    @staticmethod
+    def _log_requests(record: Record, requests: tuple[Request, ...]) -> None:
+        """The `debug` setting: each mapped request (the key is in no request, so never here)."""
+        for req in requests:
+            log.info(
+                "mapped request",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "method": req.method,
+                    "path": req.path,
+                    "body": req.body,
+                    "idempotency_key": req.idempotency_key,
+                },
+            )
+
+    def _block(self, tp: TopicPartition, offset: int, exc: Exception) -> None:
+        """The schema registry is unreachable: re-read this partition from `offset` later.
+        Nothing is dead-lettered for an outage; the partition waits, paused."""
+        source = self._source
+        assert source is not None
+        retry = self._registry_backoff.delay(self._registry_failures)
+        self._registry_failures += 1
+        self._blocked[tp] = time.monotonic() + retry
+        source.pause([tp])
+        source.seek(tp, offset)
+        self.metrics.retries.labels("registry").inc()
+        log.warning(
+            "schema registry unavailable; partition paused",
+            extra={
+                "topic": tp[0],
+                "partition": tp[1],
+                "offset": offset,
+                "retry_in_seconds": round(retry, 2),
+                "error": str(exc),
+            },
+        )
+
+    def _unblock(self) -> None:
+        if not self._blocked:
+            return
+        now = time.monotonic()
+        due = [tp for tp, at in self._blocked.items() if at <= now]
+        for tp in due:
+            del self._blocked[tp]
+        if due and not self._paused and self._source is not None:
+            self._source.resume(due)
+        if due and len(self._blocked) == 0:
+            self._registry_failures = 0
+
+    def _update_lag(self) -> None:
+        """Per-partition lag in records (end offset minus first offset not done) and seconds."""
+        source = self._source
+        assert source is not None
+        now = time.time()
+        for tp in self._tracker.owned():
+            high = source.high_watermark(tp)
+            position, oldest = self._tracker.position(tp)
+            if high is None or position is None:
+                continue
+            lag = max(0, high - position)
+            labels = (tp[0], str(tp[1]))
+            self.metrics.lag_records.labels(*labels).set(lag)
+            self.metrics.lag_seconds.labels(*labels).set(max(0.0, now - oldest) if oldest else 0.0)
 
     def _dead_letter(
         self, record: Record, stage: str, reason: str, exc_class: str, message: str
@@ -249,7 +361,12 @@ class Pipeline:
     def _delivered(self, job: Job, rejected: Rejected | None) -> None:
         record = job.record
         if rejected is None:
-            self.metrics.records_delivered.labels(record.topic).inc()
+            metrics = self.metrics
+            metrics.records_delivered.labels(record.topic).inc()
+            if record.received_at is not None:
+                age = time.time() - record.received_at
+                metrics.freshness.set(age)
+                metrics.freshness_histogram.observe(age)
             self._finish(record)
             return
         self._dead_letter(
@@ -285,7 +402,7 @@ class Pipeline:
             self.metrics.paused_partitions.set(len(self._tracker.owned()))
         elif under and self._paused:
             self._paused = False
-            source.resume(self._tracker.owned())
+            source.resume([tp for tp in self._tracker.owned() if tp not in self._blocked])
             self.metrics.paused_partitions.set(0)
         self.metrics.in_flight_records.set(self._in_flight)
         self.metrics.in_flight_bytes.set(self._in_flight_bytes)
@@ -294,6 +411,7 @@ class Pipeline:
         """Track new partitions; pause them at once when backpressure is on."""
         for tp in tps:
             self._tracker.assign(tp)
+        self.health.joined = True
         if self._paused and self._source is not None:
             self._source.pause(tps)  # new partitions must not slip past backpressure
             self.metrics.paused_partitions.set(len(self._tracker.owned()))
@@ -308,7 +426,7 @@ class Pipeline:
         drained = await self._drain(owned, self.config.drain_timeout)
         offsets = self._tracker.committable(owned, changed_only=False)
         for tp in owned:
-            self._tracker.revoke(tp)
+            self._forget(tp)
         self.metrics.rebalances.labels("revoke").inc()
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.info(
@@ -322,13 +440,18 @@ class Pipeline:
     async def _lost(self, tps: Partitions) -> None:
         """Lost partitions are someone else's already: forget them and commit nothing."""
         for tp in tps:
-            self._tracker.revoke(tp)
+            self._forget(tp)
         self.metrics.rebalances.labels("lost").inc()
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.warning(
             "partitions lost; their in-flight work will be redelivered elsewhere",
             extra={"partitions": [f"{t}-{p}" for t, p in tps]},
         )
+
+    def _forget(self, tp: TopicPartition) -> None:
+        self._tracker.revoke(tp)
+        self._blocked.pop(tp, None)
+        self.metrics.forget_partition(*tp)
 
     async def _drain(self, tps: Partitions, timeout: float) -> bool:
         """Wait (within a budget) until these partitions have nothing in flight."""

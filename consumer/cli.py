@@ -71,6 +71,22 @@ def _add_tools(sub: Any) -> None:
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--latency-ms", type=float, default=0.0)
 
+    p = sub.add_parser("dlq", help="dead-letter topic tools")
+    dlq = p.add_subparsers(dest="dlq_command", required=True)
+    p = dlq.add_parser("replay", help="send dead-lettered records back to their topics")
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", required=True, help="the dead-letter topic, e.g. events.dlq")
+    p.add_argument("--since", help="only records dead-lettered at or after this ISO-8601 time")
+    p.add_argument("--reason", help="only records dead-lettered for this reason")
+    p.add_argument("--dry-run", action="store_true", help="count, do not produce")
+    p.add_argument(
+        "-X",
+        dest="kafka",
+        type=_kv,
+        action="append",
+        help="librdkafka setting KEY=VALUE (repeatable)",
+    )
+
     p = sub.add_parser("demo", help="broker + emulator + sample events, end to end")
     p.add_argument("--events", help="JSON lines of Segment events (default: the sample file)")
     p.add_argument("--settings", help="destination settings JSON (default: the demo settings)")
@@ -93,9 +109,16 @@ async def _run_pipeline(config: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pipeline.stop)
+    server = None
     if config.metrics_port:
-        pipeline.metrics.serve(config.metrics_port)
-    await pipeline.run()
+        from consumer.health import serve
+
+        server = serve(pipeline.metrics, pipeline.health, config.metrics_port)
+    try:
+        await pipeline.run()
+    finally:
+        if server is not None:
+            server.shutdown()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -178,6 +201,43 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from consumer.replay import replay_dlq
+
+    since_ms = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"error: --since must be an ISO-8601 time, got {args.since!r}", file=sys.stderr)
+            return 2
+        since_ms = int((since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp() * 1000)
+    try:
+        summary = replay_dlq(
+            args.bootstrap_servers,
+            args.topic,
+            since_ms=since_ms,
+            reason=args.reason,
+            dry_run=args.dry_run,
+            kafka=dict(args.kafka or []),
+        )
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    verb = "would replay" if args.dry_run else "replayed"
+    print(
+        f"read {summary.read} dead-lettered records; {verb} {summary.replayed}, "
+        f"skipped {summary.skipped}"
+    )
+    for topic, n in sorted(summary.by_topic.items()):
+        print(f"  to {topic}: {n}")
+    for reason, n in sorted(summary.by_reason.items()):
+        print(f"  reason {reason}: {n}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from consumer.demo import run_demo
 
@@ -190,6 +250,7 @@ COMMANDS = {
     "transform": cmd_transform,
     "emulator": cmd_emulator,
     "demo": cmd_demo,
+    "dlq": cmd_dlq,
 }
 
 

@@ -159,7 +159,7 @@ def _destination(
     merged.update(inline)
     for key in ("api_key", "api_host"):
         if raw.get(key):
-            merged.pop("apiKey" if key == "api_key" else key, None)
+            merged.pop("apiKey" if key == "api_key" else "apiHost", None)
             merged[key] = raw[key]
     try:
         settings, unknown = DestinationSettings.from_mapping(merged)

@@ -135,5 +135,5 @@ class DeadLetterQueue:
         """Wait for outstanding DLQ writes and release the producer; returns how many writes
         were still not acknowledged (their records stay uncommitted)."""
         remaining: int = self._producer.flush(timeout)
-        self._producer.close()
+        del self._producer  # librdkafka's handle goes with its last reference
         return remaining

@@ -3,14 +3,16 @@ else leaks in). Names follow prometheus.io: one prefix, base units, `_total` for
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     Info,
+    ProcessCollector,
     disable_created_metrics,
-    start_http_server,
 )
 
 from consumer import __version__
@@ -27,6 +29,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         p = PREFIX
+        ProcessCollector(registry=r)
         Info(f"{p}_build", "Version of the running service.", registry=r).info(
             {"version": __version__}
         )
@@ -101,12 +104,44 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.batch_size = Histogram(
+            f"{p}_batch_size_records",
+            "Records per consume batch (mode=consume) and per FullStory batch job (mode=batch).",
+            ["mode"],
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 5000, 10000, 50000),
+            registry=r,
+        )
+        self.lag_records = Gauge(
+            f"{p}_consumer_lag_records",
+            "Records between the partition's end and its done watermark.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.lag_seconds = Gauge(
+            f"{p}_consumer_lag_seconds",
+            "Age of the oldest record not yet done (0 when caught up).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.freshness = Gauge(
+            f"{p}_freshness_seconds",
+            "Now minus Segment's receivedAt of the last delivered event.",
+            registry=r,
+        )
+        self.freshness_histogram = Histogram(
+            f"{p}_event_freshness_seconds",
+            "End-to-end delay from Segment's receivedAt to FullStory's acknowledgement.",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400),
+            registry=r,
+        )
         self.last_processed = Gauge(
             f"{p}_last_processed_timestamp_seconds",
             "Unix time when a record was last done.",
             registry=r,
         )
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        """Expose /metrics on the given port in a background thread."""
-        start_http_server(port, addr=addr, registry=self.registry)
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop a revoked partition's series, or its last lag would stay forever."""
+        for gauge in (self.lag_records, self.lag_seconds):
+            with contextlib.suppress(KeyError):
+                gauge.remove(topic, str(partition))

@@ -19,6 +19,7 @@ TopicPartition = tuple[str, int]
 class _Partition:
     generation: int
     pending: deque[int] = field(default_factory=deque)
+    stamps: deque[float] = field(default_factory=deque)  # Kafka timestamps of `pending`
     done_out_of_order: set[int] = field(default_factory=set)
     watermark: int | None = None  # next offset to commit (last done + 1)
     committed: int | None = None  # last watermark handed out by `committable`
@@ -50,27 +51,41 @@ class OffsetTracker:
     def owned(self) -> list[TopicPartition]:
         return list(self._partitions)
 
-    def track(self, tp: TopicPartition, offset: int) -> None:
+    def track(self, tp: TopicPartition, offset: int, timestamp: float = 0.0) -> None:
         """Register a record as in flight; records of one partition arrive in offset order."""
-        self._partitions[tp].pending.append(offset)
+        part = self._partitions[tp]
+        part.pending.append(offset)
+        part.stamps.append(timestamp)
 
     def done(self, tp: TopicPartition, offset: int, generation: int) -> bool:
         """Mark a record done; returns True when the partition's watermark moved."""
         part = self._partitions.get(tp)
         if part is None or part.generation != generation:
             return False
-        pending = part.pending
+        pending, stamps = part.pending, part.stamps
         if not pending or pending[0] != offset:
             part.done_out_of_order.add(offset)
             return False
         pending.popleft()
+        stamps.popleft()
         last = offset
         early = part.done_out_of_order
         while pending and pending[0] in early:
             last = pending.popleft()
+            stamps.popleft()
             early.discard(last)
         part.watermark = last + 1
         return True
+
+    def position(self, tp: TopicPartition) -> tuple[int | None, float | None]:
+        """The first offset not yet done (None when nothing was read yet) and the Kafka
+        timestamp of the oldest record in flight (None when nothing is in flight)."""
+        part = self._partitions.get(tp)
+        if part is None:
+            return None, None
+        if part.pending:
+            return part.pending[0], part.stamps[0]
+        return part.watermark, None
 
     def in_flight(self, tp: TopicPartition) -> int:
         part = self._partitions.get(tp)

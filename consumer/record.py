@@ -15,6 +15,8 @@ class Record:
     value: bytes | None
     headers: list[tuple[str, bytes | None]] | None
     generation: int
+    timestamp: float = 0.0  # Kafka record time, seconds
+    received_at: float | None = None  # Segment's receivedAt, seconds, for freshness
 
     @property
     def tp(self) -> tuple[str, int]:

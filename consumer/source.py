@@ -63,6 +63,7 @@ class KafkaSource:
         self._revoke_timeout = revoke_timeout
         self._bootstrap = config["bootstrap.servers"]
         self._fatal: KafkaError | None = None
+        self.brokers_up = True  # False from "all brokers down" until a consume succeeds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-poll")
         self._consumer = Consumer(
             {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
@@ -73,6 +74,7 @@ class KafkaSource:
         if err.fatal():
             self._fatal = err
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.brokers_up = False
             log.error(
                 "cannot reach any Kafka broker; check --bootstrap-servers and the network",
                 extra={"bootstrap_servers": self._bootstrap, "error": err.str()},
@@ -96,6 +98,14 @@ class KafkaSource:
         missing = [t for t in self._topics if t not in meta.topics]
         if missing:
             log.warning("topics do not exist yet; waiting for them", extra={"topics": missing})
+
+    async def probe(self, timeout: float = 2.0) -> None:
+        """After "all brokers down", find out whether they are back (for readiness)."""
+        try:
+            await self._run(lambda: self._consumer.list_topics(timeout=timeout))
+        except KafkaException:
+            return
+        self.brokers_up = True
 
     async def subscribe(self) -> None:
         await self._run(
@@ -133,6 +143,8 @@ class KafkaSource:
         messages: list[Message] = await self._run(self._consumer.consume, max_records, timeout)
         if self._fatal is not None:
             raise KafkaUnavailable(f"fatal Kafka client error: {self._fatal.str()}")
+        if messages:
+            self.brokers_up = True
         return messages
 
     def pause(self, tps: Partitions) -> None:
@@ -142,6 +154,25 @@ class KafkaSource:
     def resume(self, tps: Partitions) -> None:
         if tps:
             self._consumer.resume([TopicPartition(t, p) for t, p in tps])
+
+    def seek(self, tp: tuple[str, int], offset: int) -> None:
+        """Read a partition again from `offset` (for records that must wait and be re-read)."""
+        try:
+            self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
+        except KafkaException as exc:
+            log.warning(
+                "seek failed", extra={"topic": tp[0], "partition": tp[1], "error": str(exc)}
+            )
+
+    def high_watermark(self, tp: tuple[str, int]) -> int | None:
+        """The partition's end offset as last seen by the fetcher (no broker round trip)."""
+        try:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(tp[0], tp[1]), cached=True
+            )
+        except KafkaException:
+            return None
+        return int(high) if high is not None and high >= 0 else None
 
     def store(self, offsets: Offsets) -> None:
         """Hand done offsets to librdkafka's auto-commit (offsets are "next to read")."""
