@@ -1,0 +1,137 @@
+"""Every metric a dashboard panel or an alert rule queries exists in the service's registry, with
+the labels the queries use: a renamed metric otherwise leaves an empty panel or a silent alert."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from deploytools import DEPLOY, yaml_load
+from prometheus_client.metrics import MetricWrapperBase
+
+from consumer.metrics import Metrics
+
+DASHBOARD = DEPLOY / "grafana" / "fullstory-consumer.json"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+
+METRIC = re.compile(r"\b(?:fullstory_consumer|process)_[a-z0-9_]+")
+# A selector: metric{label op "value", ...}
+SELECTOR = re.compile(r"\b((?:fullstory_consumer|process)_[a-z0-9_]+)\{([^}]*)\}")
+LABEL = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+TARGET_LABELS = {"job", "instance"}
+SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("", "_sum", "_count"),
+    "info": ("_info",),
+    "unknown": ("",),
+}
+
+
+def exposed() -> dict[str, set[str] | None]:
+    """Series names the registry exposes → their label names (None where not knowable)."""
+    metrics = Metrics()
+    labels: dict[str, tuple[str, ...]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            labels[value._name] = tuple(value._labelnames)
+    names: dict[str, set[str] | None] = {}
+    for family in metrics.registry.collect():
+        known = labels.get(family.name)
+        if known is None and family.name.endswith("_total"):
+            known = labels.get(family.name.removesuffix("_total"))
+        for suffix in SUFFIXES.get(family.type, ("",)):
+            extra = {"le"} if suffix == "_bucket" else set()
+            names[family.name + suffix] = None if known is None else {*known, *extra}
+    return names
+
+
+def dashboard_exprs() -> Iterator[str]:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            yield target["expr"]
+    for variable in dashboard["templating"]["list"]:
+        if variable.get("type") == "query":
+            yield variable["definition"]
+
+
+def alert_exprs() -> Iterator[str]:
+    for group in yaml_load(ALERTS)["groups"]:
+        for rule in group["rules"]:
+            yield rule["expr"]
+
+
+def _check(exprs: list[str]) -> list[str]:
+    names = exposed()
+    problems = []
+    for expr in exprs:
+        for name in sorted(set(METRIC.findall(expr))):
+            if name not in names:
+                problems.append(f"{name} (in {expr!r})")
+        for name, body in SELECTOR.findall(expr):
+            known = names.get(name)
+            if known is None:
+                continue
+            for label in LABEL.findall(body):
+                if label not in known | TARGET_LABELS:
+                    problems.append(f"{name} has no label {label!r} (in {expr!r})")
+    return problems
+
+
+def test_the_registry_exposes_the_process_and_build_metrics() -> None:
+    names = exposed()
+    assert "fullstory_consumer_build_info" in names
+    assert "process_cpu_seconds_total" in names
+    assert "process_resident_memory_bytes" in names
+
+
+def test_every_dashboard_metric_exists() -> None:
+    assert not _check(list(dashboard_exprs())), "\n".join(_check(list(dashboard_exprs())))
+
+
+def test_every_alert_metric_exists() -> None:
+    assert not _check(list(alert_exprs())), "\n".join(_check(list(alert_exprs())))
+
+
+def test_the_check_catches_a_wrong_name_and_a_wrong_label() -> None:
+    problems = _check(
+        [
+            "rate(fullstory_consumer_records_consumed[5m])",
+            'rate(fullstory_consumer_records_consumed_total{partition="1"}[5m])',
+        ]
+    )
+    assert len(problems) == 2, problems
+
+
+def test_the_dashboard_covers_what_operators_need() -> None:
+    used = {name for expr in dashboard_exprs() for name in METRIC.findall(expr)}
+    needed = {
+        "fullstory_consumer_consumer_lag_records",
+        "fullstory_consumer_consumer_lag_seconds",
+        "fullstory_consumer_records_consumed_total",
+        "fullstory_consumer_records_delivered_total",
+        "fullstory_consumer_records_skipped_total",
+        "fullstory_consumer_records_dead_lettered_total",
+        "fullstory_consumer_fullstory_requests_total",
+        "fullstory_consumer_fullstory_request_duration_seconds_bucket",
+        "fullstory_consumer_fullstory_retries_total",
+        "fullstory_consumer_paused_partitions",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    }
+    assert needed <= used, needed - used
+
+
+def test_the_alerts_cover_lag_dead_letters_errors_and_down() -> None:
+    exprs = list(alert_exprs())
+    joined = "\n".join(exprs)
+    assert "fullstory_consumer_consumer_lag_records" in joined
+    assert "fullstory_consumer_records_dead_lettered_total" in joined
+    assert 'status_class="4xx"' in joined
+    assert "5xx" in joined
+    assert any(e.startswith("up{") for e in exprs)
+    assert any(e.startswith("absent(up{") for e in exprs)
