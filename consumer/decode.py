@@ -122,15 +122,20 @@ class _Plan:
                     # A real type change: let fastavro apply Avro's resolution rules per record.
                     self.reader = reader
                     return
-            elif not any(f["name"] == name and "default" in f for f in reader["fields"]):
-                self.error = DecodeError(
-                    "schema_mismatch",
-                    f"writer schema lacks field {name!r}, which the reader needs (no default)",
-                )
-                return
+            else:
+                spec = next(f for f in reader["fields"] if f["name"] == name)
+                if "default" not in spec:
+                    self.error = DecodeError(
+                        "schema_mismatch",
+                        f"writer schema lacks field {name!r}, which the reader needs (no default)",
+                    )
+                    return
+                if spec["default"] not in ("", None):
+                    # A default that means something (0, "en"): only resolution fills it in.
+                    self.reader = reader
         # Every reader field reads the same from the writer's own schema; the by-name pick in
         # _to_event drops writer-only fields and leaves fields missing from the writer absent,
-        # exactly what Avro resolution with our "" defaults would give, but without its cost.
+        # exactly what Avro resolution with "" / null defaults would give, but without its cost.
 
 
 class Decoder:

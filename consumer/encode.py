@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from typing import Any, Literal
 
 import fastavro
@@ -73,6 +74,35 @@ def to_avro_record(event: dict[str, Any]) -> dict[str, str]:
     return record
 
 
+def _adapter(schema: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """For another version of the schema (older, newer, `bytes` for `string`): a function that
+    fits a `to_avro_record` record to it, or None when the record fits as it is."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise ValueError("the writer schema must be an Avro record")
+    fields = schema["fields"]
+    standard = set(_EMPTY_RECORD)
+    if {f["name"] for f in fields} == standard and all(f["type"] == "string" for f in fields):
+        return None
+    plan: list[tuple[str, bool, Any]] = []
+    for f in fields:
+        name, ftype = f["name"], f["type"]
+        if name not in standard and "default" not in f:
+            raise ValueError(f"writer field {name!r} is not in SegmentEvent and has no default")
+        plan.append((name, ftype == "bytes", f.get("default")))
+
+    def adapt(record: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, as_bytes, default in plan:
+            value = record.get(name, default)
+            out[name] = value.encode() if as_bytes and isinstance(value, str) else value
+        lost = [n for n, v in record.items() if v and n not in out]
+        if lost:
+            raise ValueError(f"this schema version has no field for {', '.join(lost)}")
+        return out
+
+    return adapt
+
+
 class Encoder:
     """Encodes events for one framing: raw Avro, or Confluent (magic 0 + schema id + Avro)."""
 
@@ -91,10 +121,14 @@ class Encoder:
         else:
             raise ValueError(f"unknown framing {framing!r}; expected 'confluent' or 'raw'")
         self._schema = segment_schema() if schema is None else schema
+        self._adapt = _adapter(self._schema)
 
     def encode(self, event: dict[str, Any]) -> bytes:
-        """The Kafka message value for one Segment event."""
-        return self.encode_record(to_avro_record(event))
+        """The Kafka message value for one Segment event (in this encoder's schema version)."""
+        record: dict[str, Any] = to_avro_record(event)
+        if self._adapt is not None:
+            record = self._adapt(record)
+        return self.encode_record(record)
 
     def encode_record(self, record: dict[str, Any]) -> bytes:
         """The Kafka message value for a record already in the schema's shape."""

@@ -12,6 +12,8 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from consumer.encode import Encoder, event_key
+from consumer.registry import RegistryClient, RegistrySettings
+from consumer.schema import SEGMENT_SCHEMA_PATH
 
 # Throughput defaults; anything in `config` wins.
 _DEFAULTS = {
@@ -68,6 +70,20 @@ def _json_lines(stream: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
         yield event
 
 
+def register_segment_schema(
+    registry: RegistrySettings | str, topic: str, subject: str | None = None
+) -> int:
+    """Register the repo's SegmentEvent schema under `<topic>-value` (TopicNameStrategy); its id.
+
+    Idempotent: a schema the subject already has keeps its id.
+    """
+    client = RegistryClient(registry)
+    try:
+        return client.register(subject or f"{topic}-value", SEGMENT_SCHEMA_PATH.read_text())
+    finally:
+        client.close()
+
+
 def produce_file(
     bootstrap_servers: str,
     topic: str,
@@ -76,13 +92,21 @@ def produce_file(
     schema_id: int | None = None,
     config: dict[str, str] | None = None,
     flush_timeout: float = 60.0,
+    register: RegistrySettings | str | None = None,
 ) -> int:
     """Produce each JSON line of `path` ("-" = stdin) as an Avro value keyed by user; the count.
 
+    With `register` (a registry URL or settings) the schema is registered under `<topic>-value`
+    first and the framing is Confluent with the id the registry returned.
     An invalid line raises ValueError naming it; the lines before it are still delivered.
     """
     if framing not in ("raw", "confluent"):
         raise ValueError(f"unknown framing {framing!r}; expected 'confluent' or 'raw'")
+    if register is not None:
+        if schema_id is not None:
+            raise ValueError("give either a schema id or a registry to register with, not both")
+        schema_id = register_segment_schema(register, topic)
+        framing = "confluent"
     encoder = Encoder(cast(Literal["confluent", "raw"], framing), schema_id)
     stdin = str(path) == "-"
     sink = _Sink(bootstrap_servers, config)
