@@ -29,12 +29,14 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
 fi
 promtool --version 2>&1 | head -1
 
-if [[ ! -x "$BIN/helm" ]] || ! "$BIN/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+# A helm built by `go install` reports only its minor version: a stamp file records the pin.
+if [[ ! -x "$BIN/helm" ]] || [[ "$(cat "$BIN/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]]; then
     command -v go >/dev/null || { echo "install-tools.sh: go is needed to build helm" >&2; exit 1; }
     mkdir -p "$BIN"
     GOBIN="$BIN" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    echo "$HELM_VERSION" >"$BIN/helm.version"
 fi
-"$BIN/helm" version --short
+echo "helm $HELM_VERSION: $("$BIN/helm" version --short)"
 
-python3 -m pip install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+python3 -m pip install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 python3 -m pip show kubernetes-validate | grep -i '^version'
