@@ -1,0 +1,623 @@
+"""One command for the throughput benchmark (issue 7): ceilings, service, Quix peer, emulator.
+
+    python benchmarks/run.py [--events 200000] [--repeat 1] [--quick] [--memory] [--scaling]
+                             [--profile] [--only a,b,realtime,batch,quix,emulator]
+
+Starts a local Kafka broker (temp dir) and the FullStory emulator (no latency), produces a
+6-partition topic of deterministic Segment events before any timing, then runs every contender as
+its own process over that topic with a fresh consumer group, and prints a table. The JSON result
+goes to benchmarks/results/. See benchmarks/README.md for what each figure means.
+
+Window: from the contender's first record to the moment the harness sees its group's committed
+offsets at the end of every partition (the ceilings time themselves, first to last record). The
+service exposes nothing new for this: its first record is taken as the first request the emulator
+receives (polled every 20 ms). CPU is the process's user+sys (all threads) within that window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from datagen import SETTINGS, encoded
+from emulator_capacity import KEY, hammer
+from measure import (
+    CommitWatcher,
+    cpu_seconds,
+    end_offsets,
+    exited,
+    load_average,
+    reap,
+    rss_mb,
+    stop_and_reap,
+)
+
+from consumer.localenv import LocalBroker, create_topic
+from consumer.localenv.emulator import EmulatorProcess
+from consumer.produce import produce_raw
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PARTITIONS = 6
+ALL = ("a", "b", "realtime", "batch", "quix", "emulator")
+QUICK = ("a", "b", "realtime")
+LABELS = {
+    "a": "ceiling A: consume",
+    "b": "ceiling B: consume + decode",
+    "realtime": "service, realtime",
+    "batch": "service, batch",
+    "quix": "Quix Streams peer",
+    "emulator": "emulator (req per its CPU-s)",
+}
+
+
+@dataclass
+class Run:
+    """One contender's run; `seconds`/`cpu` cover the measured window only."""
+
+    name: str
+    events: int
+    seconds: float
+    cpu: float
+    peak_rss_mb: float
+    load: str
+    cpu_total: float = 0.0
+    emulator_cpu_share: float | None = None
+    requests: int | None = None
+    ok: bool = True
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_per_100k(self) -> float:
+        return self.cpu / self.events * 100_000 if self.events else 0.0
+
+
+class Env:
+    """The broker, the emulator and the pre-loaded topic every contender reads."""
+
+    def __init__(self, workdir: Path, emulator_args: tuple[str, ...] = ()) -> None:
+        self.workdir = workdir
+        self.broker = LocalBroker(workdir / "kafka")
+        self.emulator = EmulatorProcess(api_keys=(KEY,), args=emulator_args)
+        self.settings = workdir / "settings.json"
+        self.settings.write_text(json.dumps(SETTINGS))
+        self.groups = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap_servers
+
+    def group(self, name: str) -> str:
+        """A fresh consumer group, so every run starts from offset 0."""
+        self.groups += 1
+        return f"bench-{name}-{self.groups}-{os.getpid()}"
+
+    def load(self, topic: str, events: int) -> dict[tuple[str, int], int]:
+        """Create the topic and produce the events (untimed); return its end offsets."""
+        create_topic(self.bootstrap, topic, PARTITIONS)
+        started = time.monotonic()
+        produce_raw(self.bootstrap, topic, encoded(events), flush_timeout=300.0)
+        ends = end_offsets(self.bootstrap, topic)
+        took = time.monotonic() - started
+        print(f"produced {sum(ends.values()):,} events to {topic} in {took:.0f} s", flush=True)
+        return ends
+
+    def emulator_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.emulator.url}/emulator/stats", timeout=10).json()
+        return stats
+
+
+@contextlib.contextmanager
+def environment(emulator_args: tuple[str, ...] = ()) -> Iterator[Env]:
+    """Start the broker and the emulator in a temp dir; stop both whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        env = Env(Path(tmp), emulator_args)
+        env.broker.start()
+        try:
+            env.emulator.start()
+            try:
+                yield env
+            finally:
+                env.emulator.stop()
+        finally:
+            env.broker.stop()
+
+
+def delivery_modes() -> tuple[str, ...]:
+    """The delivery modes `fullstory-consumer run` offers (batch only once it is wired)."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return ("realtime", "batch") if "--delivery" in help_text else ("realtime",)
+
+
+def service_command(
+    env: Env, topic: str, group: str, mode: str, profile: Path | None = None
+) -> list[str]:
+    """`fullstory-consumer run` against the emulator (optionally under cProfile)."""
+    head = [sys.executable, "-m"]
+    if profile is not None:
+        head += ["cProfile", "-o", str(profile), "-m"]
+    cmd = [
+        *head,
+        "consumer.cli",
+        "run",
+        "--bootstrap-servers",
+        env.bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--api-host",
+        env.emulator.url,
+        "--api-key",
+        KEY,
+        "--settings",
+        str(env.settings),
+        "--log-format",
+        "json",
+    ]
+    if mode != "realtime":
+        cmd += ["--delivery", mode]
+    return cmd
+
+
+def spawn(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+
+
+@dataclass
+class Window:
+    """What the harness saw while watching consumers work through the topic."""
+
+    t_first_request: float
+    cpu_first_request: float
+    emu_cpu_first: float
+    t_done: float
+    cpu_done: float
+    emu_cpu_done: float
+    committed: int
+    done: bool
+
+
+def watch(
+    env: Env,
+    procs: list[subprocess.Popen[bytes]],
+    watcher: CommitWatcher,
+    total: int,
+    timeout: float,
+) -> Window:
+    """Poll until the group has committed `total` records (or timeout / a consumer exits)."""
+    deadline = time.monotonic() + timeout
+    first: tuple[float, float, float] | None = None
+    committed = 0
+    while time.monotonic() < deadline:
+        if any(exited(p) for p in procs):
+            break
+        if first is None:
+            stats = env.emulator_stats()
+            if stats["total"] > 0:
+                cpu = sum(cpu_seconds(p.pid) for p in procs)
+                first = (time.time(), cpu, float(stats["process_cpu_seconds"]))
+            time.sleep(0.02)
+            continue
+        committed = watcher.committed()
+        if committed >= total:
+            now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
+            emu = float(env.emulator_stats()["process_cpu_seconds"])
+            return Window(first[0], first[1], first[2], now, cpu, emu, committed, True)
+        time.sleep(0.1)
+    now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
+    start = first or (now, cpu, 0.0)
+    return Window(start[0], start[1], start[2], now, cpu, start[2], committed, False)
+
+
+def run_ceiling(env: Env, topic: str, total: int, decode: bool, timeout: float) -> Run:
+    name = "b" if decode else "a"
+    cmd = [
+        sys.executable,
+        str(HERE / "ceiling.py"),
+        "--bootstrap-servers",
+        env.bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        env.group(name),
+        "--events",
+        str(total),
+        "--timeout",
+        str(timeout),
+    ]
+    if decode:
+        cmd.append("--decode")
+    load = load_average()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    exit_ = reap(proc)
+    data = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    records = int(data.get("records", 0))
+    return Run(
+        name=name,
+        events=records,
+        seconds=float(data.get("t_last", 0.0)) - float(data.get("t_first", 0.0)),
+        cpu=float(data.get("cpu_last", 0.0)) - float(data.get("cpu_first", 0.0)),
+        peak_rss_mb=exit_.peak_rss_mb,
+        load=load,
+        cpu_total=exit_.cpu,
+        ok=exit_.returncode == 0 and records == total,
+    )
+
+
+def run_consumers(
+    env: Env,
+    name: str,
+    cmds: list[list[str]],
+    ends: dict[tuple[str, int], int],
+    timeout: float,
+    self_reported_start: bool = False,
+) -> Run:
+    """Run one or more consumer processes of one group until all is committed, then SIGTERM.
+
+    With `self_reported_start` the window starts at the first-record line the process prints
+    (the Quix peer: its sink sends only at the first checkpoint, so the emulator's first request
+    would start its window late and flatter it); otherwise at the emulator's first request.
+    """
+    total = sum(ends.values())
+    httpx.post(f"{env.emulator.url}/emulator/reset", timeout=30).raise_for_status()
+    group = cmds[0][cmds[0].index("--group-id") + 1]
+    watcher = CommitWatcher(env.bootstrap, group, ends)
+    load = load_average()
+    logs = [env.workdir / f"{group}-{i}.log" for i in range(len(cmds))]
+    procs = [spawn(cmd, log) for cmd, log in zip(cmds, logs, strict=True)]
+    try:
+        window = watch(env, procs, watcher, total, timeout)
+    finally:
+        exits = [stop_and_reap(p) for p in procs]
+        watcher.close()
+    stats = env.emulator_stats()
+    t_first, cpu_first = window.t_first_request, window.cpu_first_request
+    extra: dict[str, Any] = {"by_status": stats.get("by_status"), "replays": stats.get("replays")}
+    first = _first_record(logs[0]) if self_reported_start else None
+    if first is not None:
+        extra["first_request_after_first_record_s"] = round(t_first - first[0], 3)
+        t_first, cpu_first = first
+    span = window.t_done - t_first
+    emu_span = window.t_done - window.t_first_request
+    note = "" if window.done else f"not done: committed {window.committed:,} of {total:,}"
+    if not window.done:
+        note += "; log tail: " + _tail(logs[0]).replace("\n", " | ")[-600:]
+    return Run(
+        name=name,
+        events=total if window.done else window.committed,
+        seconds=span,
+        cpu=window.cpu_done - cpu_first,
+        peak_rss_mb=max(e.peak_rss_mb for e in exits),
+        load=load,
+        cpu_total=sum(e.cpu for e in exits),
+        emulator_cpu_share=(
+            (window.emu_cpu_done - window.emu_cpu_first) / emu_span if emu_span > 0 else None
+        ),
+        requests=sum(int(n) for n in stats.get("delivered", {}).values()),
+        ok=window.done and all(e.returncode == 0 for e in exits),
+        note=note or ("" if all(e.returncode == 0 for e in exits) else "non-zero exit"),
+        extra=extra,
+    )
+
+
+def run_service(
+    env: Env, topic: str, ends: dict[tuple[str, int], int], mode: str, timeout: float
+) -> Run:
+    cmd = service_command(env, topic, env.group(mode), mode)
+    return run_consumers(env, mode, [cmd], ends, timeout)
+
+
+def run_quix(env: Env, topic: str, ends: dict[tuple[str, int], int], timeout: float) -> Run:
+    cmd = [
+        sys.executable,
+        str(HERE / "peer_quix.py"),
+        "--bootstrap-servers",
+        env.bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        env.group("quix"),
+        "--api-host",
+        env.emulator.url,
+        "--api-key",
+        KEY,
+        "--settings",
+        str(env.settings),
+    ]
+    return run_consumers(env, "quix", [cmd], ends, timeout, self_reported_start=True)
+
+
+def _first_record(log: Path) -> tuple[float, float] | None:
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith('{"t_first"'):
+            data = json.loads(line)
+            return float(data["t_first"]), float(data["cpu_first"])
+    return None
+
+
+def run_emulator_capacity(env: Env, seconds: float) -> Run:
+    """The emulator hammered by the harness (64 connections): its requests per CPU-second of its
+    own, i.e. what it can answer with a whole core, whatever else the machine is doing."""
+    httpx.post(f"{env.emulator.url}/emulator/reset", timeout=30).raise_for_status()
+    load = load_average()
+    ok, failed, wall, emu_cpu = asyncio.run(hammer(env.emulator.url, seconds, 64))
+    return Run(
+        name="emulator",
+        events=ok,
+        seconds=emu_cpu,
+        cpu=emu_cpu,
+        peak_rss_mb=0.0,
+        load=load,
+        emulator_cpu_share=emu_cpu / wall if wall else None,
+        requests=ok,
+        ok=failed == 0 and ok > 0,
+        note=f"{ok / wall:,.0f} req/s wall-clock, bound by the harness's own httpx client",
+    )
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median events/s (all runs stay in the JSON file)."""
+    ordered = sorted(runs, key=lambda r: r.rate)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def table(best: dict[str, Run], events: int) -> str:
+    """The side-by-side table: ratios against ceiling B (events/s) and Quix (CPU per event)."""
+    ceiling_b = best.get("b")
+    quix = best.get("quix")
+    head = (
+        f"{'contender':<30} {'events/s':>9} {'CPU s/100k':>10} {'peak RSS MB':>11} "
+        f"{'x ceil B':>8} {'CPU x Quix':>10} {'emu CPU':>7} {'load1':>5}  ok"
+    )
+    lines = [f"{events:,} events, {PARTITIONS} partitions", head, "-" * len(head)]
+    for name in ALL:
+        run = best.get(name)
+        if run is None:
+            continue
+        vs_b = f"{run.rate / ceiling_b.rate:.2f}" if ceiling_b and ceiling_b.rate else "-"
+        vs_q = (
+            f"{run.cpu_per_100k / quix.cpu_per_100k:.2f}"
+            if quix and quix.cpu_per_100k and name in ("realtime", "batch", "quix")
+            else "-"
+        )
+        emu = f"{run.emulator_cpu_share:.0%}" if run.emulator_cpu_share is not None else "-"
+        rss = f"{run.peak_rss_mb:.0f}" if run.peak_rss_mb else "-"
+        if name == "emulator":
+            vs_b = "-"
+        lines.append(
+            f"{LABELS[name]:<30} {run.rate:>9,.0f} {run.cpu_per_100k:>10.2f} {rss:>11} "
+            f"{vs_b:>8} {vs_q:>10} {emu:>7} {run.load.split()[0]:>5}  "
+            f"{'yes' if run.ok else 'NO ' + run.note[:80]}"
+        )
+    return "\n".join(lines)
+
+
+def main_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, int]) -> Any:
+    """Every contender `--repeat` times over the same topic; the table and the raw runs."""
+    total = sum(ends.values())
+    timeout = max(180.0, total / 400)
+    modes = delivery_modes()
+    wanted = [c for c in (QUICK if args.quick else ALL) if c in args.only]
+    skipped: dict[str, str] = {}
+    if "batch" in wanted and "batch" not in modes:
+        skipped["batch"] = "`fullstory-consumer run` has no --delivery flag yet"
+    if "quix" in wanted:
+        try:
+            import quixstreams  # noqa: F401
+        except ImportError:
+            skipped["quix"] = "quixstreams is not installed (pip install quixstreams)"
+    runs: dict[str, list[Run]] = {}
+    for _ in range(args.repeat):
+        for name in wanted:
+            if name in skipped:
+                continue
+            print(f"running {LABELS[name]} (load {load_average()})", flush=True)
+            if name in ("a", "b"):
+                run = run_ceiling(env, topic, total, name == "b", timeout)
+            elif name in ("realtime", "batch"):
+                run = run_service(env, topic, ends, name, timeout)
+            elif name == "quix":
+                run = run_quix(env, topic, ends, timeout)
+            else:
+                run = run_emulator_capacity(env, 2.0 if args.quick else 5.0)
+            runs.setdefault(name, []).append(run)
+            status = "ok" if run.ok else f"FAILED {run.note}"
+            print(f"  {run.rate:,.0f}/s, {run.cpu_per_100k:.2f} CPU s/100k ({status})", flush=True)
+    best = {name: median_run(rs) for name, rs in runs.items()}
+    print()
+    print(table(best, total))
+    for name, why in skipped.items():
+        print(f"skipped {LABELS[name]}: {why}")
+    return {
+        "table": table(best, total),
+        "skipped": skipped,
+        "runs": {name: [_as_json(r) for r in rs] for name, rs in runs.items()},
+    }
+
+
+def _as_json(run: Run) -> dict[str, Any]:
+    return {**asdict(run), "events_per_s": run.rate, "cpu_s_per_100k": run.cpu_per_100k}
+
+
+def memory_suite(args: argparse.Namespace, env: Env) -> Any:
+    """Peak RSS of one consumer with a backlog of 1,000,000 vs 100,000 events, the emulator
+    rate-limited to a fraction of the consume rate; each run stops after `--memory-seconds`."""
+    sizes = (100_000, 1_000_000) if not args.quick else (2_000, 20_000)
+    results: list[dict[str, Any]] = []
+    modes = delivery_modes()
+    topics = {size: (f"bench-mem-{size}", env.load(f"bench-mem-{size}", size)) for size in sizes}
+    for mode in modes:
+        for size in sizes:
+            topic, ends = topics[size]
+            httpx.post(f"{env.emulator.url}/emulator/reset", timeout=30).raise_for_status()
+            group = env.group(f"mem-{mode}")
+            log = env.workdir / f"{group}.log"
+            load = load_average()
+            print(f"memory: {mode}, backlog {size:,} (load {load})", flush=True)
+            proc = spawn(service_command(env, topic, group, mode), log)
+            watcher = CommitWatcher(env.bootstrap, group, ends)
+            rss_series: list[float] = []
+            deadline = time.monotonic() + 120
+            while env.emulator_stats()["total"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop_at = time.monotonic() + args.memory_seconds
+            while time.monotonic() < stop_at and not exited(proc):
+                rss_series.append(rss_mb(proc.pid))
+                time.sleep(0.5)
+            committed = watcher.committed()
+            watcher.close()
+            exit_ = stop_and_reap(proc)
+            stats = env.emulator_stats()
+            results.append(
+                {
+                    "mode": mode,
+                    "backlog": size,
+                    "seconds": args.memory_seconds,
+                    "peak_rss_mb": exit_.peak_rss_mb,
+                    "rss_last_mb": rss_series[-1] if rss_series else 0.0,
+                    "committed": committed,
+                    "delivered_requests": sum(int(n) for n in stats["delivered"].values()),
+                    "by_status": stats["by_status"],
+                    "load": load,
+                    "exit": exit_.returncode,
+                }
+            )
+            r = results[-1]
+            print(
+                f"  peak RSS {r['peak_rss_mb']:.0f} MB, committed {committed:,}, "
+                f"statuses {r['by_status']}",
+                flush=True,
+            )
+    return results
+
+
+def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, int]) -> Any:
+    """Events/s of one consumer process vs two in one group, on the 6-partition topic."""
+    total = sum(ends.values())
+    timeout = max(180.0, total / 400)
+    out = []
+    for mode in delivery_modes():
+        row: dict[str, Any] = {"mode": mode}
+        for procs in (1, 2):
+            group = env.group(f"scale{procs}-{mode}")
+            cmds = [service_command(env, topic, group, mode) for _ in range(procs)]
+            print(f"scaling: {mode}, {procs} process(es) (load {load_average()})", flush=True)
+            run = run_consumers(env, f"{mode}x{procs}", cmds, ends, timeout)
+            row[f"x{procs}"] = _as_json(run)
+            print(f"  {run.rate:,.0f}/s ({'ok' if run.ok else run.note})", flush=True)
+        one, two = row["x1"]["events_per_s"], row["x2"]["events_per_s"]
+        row["ratio"] = two / one if one else None
+        out.append(row)
+    return out
+
+
+def profile_suite(env: Env, topic: str, ends: dict[Any, int], results: Path) -> Any:
+    """Each delivery mode once under cProfile (main thread); top functions by own time."""
+    import pstats
+
+    out = {}
+    for mode in delivery_modes():
+        prof = results / f"profile-{mode}.prof"
+        cmd = service_command(env, topic, env.group(f"prof-{mode}"), mode, profile=prof)
+        run = run_consumers(env, f"profile-{mode}", [cmd], ends, max(180.0, sum(ends.values())))
+        print(f"\nprofile {mode}: {run.rate:,.0f}/s under cProfile -> {prof}")
+        if prof.exists():
+            stats = pstats.Stats(str(prof))
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(30)
+        out[mode] = {"prof": str(prof), "run": _as_json(run)}
+    return out
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "unknown",
+    )
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(int(mem) / 2**20, 1)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="ceilings + realtime service only")
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated contenders")
+    parser.add_argument("--memory", action="store_true", help="also the backlog memory test")
+    parser.add_argument("--memory-seconds", type=float, default=30.0)
+    parser.add_argument("--memory-rate", type=float, default=1000.0, help="emulator req/s cap")
+    parser.add_argument("--scaling", action="store_true", help="also one vs two processes")
+    parser.add_argument("--profile", action="store_true", help="also the service under cProfile")
+    parser.add_argument("--no-suite", action="store_true", help="skip the main table")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.only = tuple(args.only.split(","))
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    report: dict[str, Any] = {
+        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "machine": machine(),
+        "load_at_start": load_average(),
+        "events": args.events,
+    }
+    ok = True
+    with environment() as env:
+        topic = "bench-events"
+        ends = env.load(topic, args.events)
+        if not args.no_suite:
+            report["suite"] = main_suite(args, env, topic, ends)
+            ok = all(r["ok"] for rs in report["suite"]["runs"].values() for r in rs)
+        if args.scaling:
+            report["scaling"] = scaling_suite(args, env, topic, ends)
+            for row in report["scaling"]:
+                print(f"scaling {row['mode']}: two processes = {row['ratio']:.2f}x one")
+        if args.profile:
+            report["profile"] = profile_suite(env, topic, ends, args.results)
+    if args.memory:
+        rate = ("--rate-limit", str(args.memory_rate), "--burst", "100")
+        with environment(rate) as env:
+            report["memory"] = memory_suite(args, env)
+    report["load_at_end"] = load_average()
+    path = args.results / f"run-{stamp}.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nresults: {path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
