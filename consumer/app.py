@@ -31,6 +31,7 @@ from consumer.metrics import Metrics
 from consumer.offsets import OffsetTracker, TopicPartition
 from consumer.record import Record
 from consumer.replay import rekey_for_replay
+from consumer.sink.batch import BatchSink
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.realtime import Job, RealtimeSink
 from consumer.sink.retry import Backoff
@@ -89,7 +90,18 @@ class Pipeline:
             topic=config.dlq_topic,
             suffix=config.dlq_suffix,
         )
-        self._sink = RealtimeSink(config.concurrency, self._delivered, self._fail)
+        self._sink: RealtimeSink | BatchSink
+        if config.delivery == "batch":
+            self._sink = BatchSink(
+                self._delivered,
+                self._fail,
+                max_items=config.batch_max_items,
+                linger=config.batch_linger,
+                max_jobs_in_flight=config.batch_max_jobs,
+                poll_interval=config.batch_poll_interval,
+            )
+        else:
+            self._sink = RealtimeSink(config.concurrency, self._delivered, self._fail)
         self._source: KafkaSource | None = None
 
     def stop(self) -> None:

@@ -39,6 +39,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--schema-registry-url", help="Schema Registry for the confluent framing")
     p.add_argument("--schema-dir", help="directory of <id>.avsc schemas (offline registry)")
     p.add_argument("--dlq-topic", help="one dead-letter topic (default <topic>.dlq)")
+    p.add_argument(
+        "--delivery",
+        choices=("realtime", "batch"),
+        help="single-item requests (default) or FullStory batch import jobs",
+    )
     p.add_argument("--concurrency", type=int, help="parallel FullStory requests (default 32)")
     p.add_argument("--log-format", choices=("auto", "json", "text"))
     p.add_argument(

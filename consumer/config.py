@@ -25,6 +25,7 @@ class ConfigError(ValueError):
 
 
 FRAMINGS = ("raw", "confluent")
+DELIVERY_MODES = ("realtime", "batch")
 LOG_FORMATS = ("auto", "json", "text")
 
 
@@ -50,13 +51,18 @@ class Config:
     dlq_suffix: str = ".dlq"
     metrics_port: int | None = None
     kafka: dict[str, str] = field(default_factory=dict)
+    delivery: str = "realtime"
     concurrency: int = 32
-    max_in_flight_records: int = 5000
+    max_in_flight_records: int = 5000  # load_config raises it to 20000 for batch delivery
     max_in_flight_bytes: int = 32 * 1024 * 1024
     poll_batch: int = 500
     request_timeout: float = 10.0
     drain_timeout: float = 20.0
     log_format: str = "auto"
+    batch_max_items: int = 5000
+    batch_linger: float = 1.0
+    batch_max_jobs: int = 20
+    batch_poll_interval: float = 0.5
 
     @property
     def topics(self) -> list[str]:
@@ -80,6 +86,7 @@ _SCALARS: dict[str, tuple[type, str]] = {
     "dlq_topic": (str, "FULLSTORY_CONSUMER_DLQ_TOPIC"),
     "dlq_suffix": (str, "FULLSTORY_CONSUMER_DLQ_SUFFIX"),
     "metrics_port": (int, "FULLSTORY_CONSUMER_METRICS_PORT"),
+    "delivery": (str, "FULLSTORY_CONSUMER_DELIVERY"),
     "concurrency": (int, "FULLSTORY_CONSUMER_CONCURRENCY"),
     "max_in_flight_records": (int, "FULLSTORY_CONSUMER_MAX_IN_FLIGHT_RECORDS"),
     "max_in_flight_bytes": (int, "FULLSTORY_CONSUMER_MAX_IN_FLIGHT_BYTES"),
@@ -87,6 +94,10 @@ _SCALARS: dict[str, tuple[type, str]] = {
     "request_timeout": (float, "FULLSTORY_CONSUMER_REQUEST_TIMEOUT"),
     "drain_timeout": (float, "FULLSTORY_CONSUMER_DRAIN_TIMEOUT"),
     "log_format": (str, "FULLSTORY_CONSUMER_LOG_FORMAT"),
+    "batch_max_items": (int, "FULLSTORY_CONSUMER_BATCH_MAX_ITEMS"),
+    "batch_linger": (float, "FULLSTORY_CONSUMER_BATCH_LINGER"),
+    "batch_max_jobs": (int, "FULLSTORY_CONSUMER_BATCH_MAX_JOBS"),
+    "batch_poll_interval": (float, "FULLSTORY_CONSUMER_BATCH_POLL_INTERVAL"),
 }
 _TOPICS_ENV = "FULLSTORY_CONSUMER_TOPICS"
 CONFIG_ENV = "FULLSTORY_CONSUMER_CONFIG"
@@ -227,11 +238,28 @@ def load_config(
         raise ConfigError(
             f"framing must be one of {', '.join(FRAMINGS)}, got {values['framing']!r}"
         )
+    if values.get("delivery", "realtime") not in DELIVERY_MODES:
+        raise ConfigError(
+            f"delivery must be one of {', '.join(DELIVERY_MODES)}, got {values['delivery']!r}"
+        )
+    if not 1 <= values.get("batch_max_items", 1) <= 50000:
+        raise ConfigError(
+            f"batch_max_items must be between 1 and 50000 (FullStory's limit per job), "
+            f"got {values['batch_max_items']}"
+        )
+    if values.get("delivery") == "batch":
+        values.setdefault("max_in_flight_records", 20000)
     if values.get("log_format", "auto") not in LOG_FORMATS:
         raise ConfigError(
             f"log_format must be one of {', '.join(LOG_FORMATS)}, got {values['log_format']!r}"
         )
-    for name in ("concurrency", "max_in_flight_records", "max_in_flight_bytes", "poll_batch"):
+    for name in (
+        "concurrency",
+        "max_in_flight_records",
+        "max_in_flight_bytes",
+        "poll_batch",
+        "batch_max_jobs",
+    ):
         if name in values and values[name] < 1:
             raise ConfigError(f"{name} must be at least 1, got {values[name]}")
 

@@ -33,7 +33,9 @@ class ConsumerProcess:
         log_path: Path,
         settings: Path | None = None,
         args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = env or {}
         self.cmd = [
             sys.executable,
             "-m",
@@ -58,7 +60,7 @@ class ConsumerProcess:
 
     def start(self) -> ConsumerProcess:
         log = self.log_path.open("ab")
-        env = {**os.environ, "FULLSTORY_API_KEY": API_KEY}
+        env = {**os.environ, "FULLSTORY_API_KEY": API_KEY, **self.extra_env}
         self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=log, env=env)
         return self
 
@@ -127,3 +129,84 @@ def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -
 def write_jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
     path.write_bytes(b"\n".join(orjson.dumps(e) for e in events) + b"\n")
     return path
+
+
+def request_identity(method: str, path: str, body: Any) -> bytes:
+    """What identifies one stored write whichever way it arrived (single request or an item of a
+    batch import job, whose idempotency keys differ): method, path and canonical body."""
+    return orjson.dumps([method, path.split("?", 1)[0], body], option=orjson.OPT_SORT_KEYS)
+
+
+def expected_identities(events: list[dict[str, Any]], settings: DestinationSettings) -> set[bytes]:
+    out: set[bytes] = set()
+    for event in events:
+        outcome = transform(event, settings)
+        if isinstance(outcome, Requests):
+            out.update(request_identity(r.method, r.path, r.body) for r in outcome.requests)
+    return out
+
+
+def stored_writes(deliveries: list[dict[str, Any]]) -> list[bytes]:
+    """The writes FullStory stored (batch create calls themselves are not writes)."""
+    return [
+        request_identity(r["method"], r["path"], r["body"])
+        for r in deliveries
+        if not r["path"].endswith("/batch")
+    ]
+
+
+def assert_exactly_once(deliveries: list[dict[str, Any]], expected: set[bytes]) -> None:
+    """Every expected write stored by FullStory once: none missing, none twice, none extra
+    (idempotent replays are not in `deliveries`)."""
+    counts: dict[bytes, int] = {}
+    for identity in stored_writes(deliveries):
+        counts[identity] = counts.get(identity, 0) + 1
+    missing = expected - set(counts)
+    extra = set(counts) - expected
+    twice = {k: n for k, n in counts.items() if n > 1}
+    assert not missing and not extra and not twice, (
+        f"{len(missing)} missing, {len(extra)} unexpected, {len(twice)} stored twice"
+    )
+
+
+def many_events(n: int, prefix: str = "m") -> list[dict[str, Any]]:
+    """A deterministic mix of identify and track events over 97 users."""
+    events: list[dict[str, Any]] = []
+    for i in range(n):
+        user = f"user-{i % 97}"
+        if i % 5 == 0:
+            events.append(
+                {
+                    "type": "identify",
+                    "messageId": f"{prefix}-{i}",
+                    "userId": user,
+                    "traits": {"plan": "pro", "logins": i, "email": f"{user}@example.com"},
+                    "timestamp": "2026-11-28T10:00:00.000Z",
+                }
+            )
+        else:
+            events.append(
+                {
+                    "type": "track",
+                    "messageId": f"{prefix}-{i}",
+                    "userId": user,
+                    "event": "Order Completed",
+                    "properties": {"order_id": str(i), "revenue": i * 1.5, "items": i % 7},
+                    "timestamp": "2026-11-28T10:00:00.000Z",
+                }
+            )
+    return events
+
+
+def owned_partitions(member: ConsumerProcess) -> set[str]:
+    """The partitions a member owns now, replayed from its assign/revoke log lines."""
+    owned: set[str] = set()
+    for line in member.log().splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = orjson.loads(line)
+        if entry.get("msg") == "partitions assigned":
+            owned.update(entry["partitions"])
+        elif entry.get("msg") in ("partitions revoked", "partitions lost"):
+            owned.difference_update(entry["partitions"])
+    return owned

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from harness import expected_keys, read_topic, wait_for, write_jsonl
+from harness import expected_keys, many_events, read_topic, wait_for, write_jsonl
 
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
@@ -99,34 +99,6 @@ def test_every_call_type_arrives_exactly_once(
     assert methods[("DELETE", "/v2/users")] == 1
 
 
-def _many_events(n: int) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for i in range(n):
-        user = f"user-{i % 97}"
-        if i % 5 == 0:
-            events.append(
-                {
-                    "type": "identify",
-                    "messageId": f"m-{i}",
-                    "userId": user,
-                    "traits": {"plan": "pro", "logins": i, "email": f"{user}@example.com"},
-                    "timestamp": "2026-11-28T10:00:00.000Z",
-                }
-            )
-        else:
-            events.append(
-                {
-                    "type": "track",
-                    "messageId": f"m-{i}",
-                    "userId": user,
-                    "event": "Order Completed",
-                    "properties": {"order_id": str(i), "revenue": i * 1.5, "items": i % 7},
-                    "timestamp": "2026-11-28T10:00:00.000Z",
-                }
-            )
-    return events
-
-
 def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     kafka_broker: LocalBroker,
     topic_name: str,
@@ -134,7 +106,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     consumers: Any,
     tmp_path: Path,
 ) -> None:
-    events = _many_events(4000)
+    events = many_events(4000)
     settings, _ = DestinationSettings.from_mapping({})
     expected = expected_keys(events, settings)
     assert len(expected) == 4000
@@ -176,7 +148,7 @@ def test_garbage_goes_to_the_dead_letter_topic_intact(
     bootstrap = kafka_broker.bootstrap_servers
     garbage = [(b"k1", b"\x00\x01not avro at all"), (None, b"\xff" * 40), (b"k3", b"")]
     produce_raw(bootstrap, topic_name, garbage)
-    events = _many_events(50)
+    events = many_events(50)
     produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "events.jsonl", events))
     settings, _ = DestinationSettings.from_mapping({})
     expected = expected_keys(events, settings)

@@ -1,0 +1,181 @@
+"""Fault tests: whatever happens to the consumer, the broker or FullStory, every event is stored by
+FullStory once (replays answered from the idempotency store do not count) or dead-lettered with a
+reason, and none twice. Each runs in both delivery modes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import (
+    assert_exactly_once,
+    expected_identities,
+    many_events,
+    owned_partitions,
+    read_topic,
+    stored_writes,
+    wait_for,
+    write_jsonl,
+)
+
+from consumer.localenv import LocalBroker, create_topic
+from consumer.localenv.emulator import EmulatorProcess
+from consumer.produce import produce_file
+from consumer.transform import DestinationSettings
+
+pytestmark = pytest.mark.integration
+
+MODES = ("realtime", "batch")
+# Short batch linger and polling keep the batch-mode tests quick.
+MODE_ARGS = {
+    "realtime": ("--delivery", "realtime"),
+    "batch": ("--delivery", "batch", "-X", "fetch.wait.max.ms=100"),
+}
+ENV_BATCH = {
+    "FULLSTORY_CONSUMER_BATCH_LINGER": "0.2",
+    "FULLSTORY_CONSUMER_BATCH_POLL_INTERVAL": "0.1",
+    "FULLSTORY_CONSUMER_BATCH_MAX_ITEMS": "500",
+}
+
+
+def _setup(bootstrap: str, topic: str, tmp_path: Path, n: int, prefix: str) -> set[bytes]:
+    events = many_events(n, prefix=prefix)
+    produce_file(bootstrap, topic, write_jsonl(tmp_path / "events.jsonl", events))
+    settings, _ = DestinationSettings.from_mapping({})
+    return expected_identities(events, settings)
+
+
+def _delivered(emulator: EmulatorProcess) -> int:
+    return len(set(stored_writes(emulator.deliveries())))
+
+
+def _member(
+    consumers: Any, bootstrap: str, topic: str, group: str, url: str, mode: str, *extra: str
+) -> Any:
+    return consumers(
+        bootstrap,
+        topic,
+        group,
+        url,
+        args=(*MODE_ARGS[mode], *extra),
+        env=ENV_BATCH if mode == "batch" else None,
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_repeated_sigkill(
+    mode: str,
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    expected = _setup(bootstrap, topic_name, tmp_path, 5000, f"kill-{mode}")
+    emulator.faults(latency_ms=3, batch_processing_ms=300)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    for threshold in (700, 1800, 3000):
+        member = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+        wait_for(
+            lambda t=threshold: _delivered(emulator) >= t,
+            120,
+            f"{threshold} deliveries",
+            member.log,
+        )
+        member.kill()
+    assert _delivered(emulator) < 5000, "the kills came too late to test anything"
+    member = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+    wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", member.log)
+    assert member.stop() == 0, member.log()
+    assert_exactly_once(emulator.deliveries(), expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_members_join_and_leave_mid_stream(
+    mode: str,
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    expected = _setup(bootstrap, topic_name, tmp_path, 6000, f"rebalance-{mode}")
+    emulator.faults(latency_ms=50, batch_processing_ms=1500)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    first = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+    second = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+    wait_for(lambda: _delivered(emulator) >= 1000, 120, "1000 deliveries", first.log)
+    third = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+    wait_for(lambda: bool(owned_partitions(third)), 60, "the third member's share", third.log)
+    wait_for(lambda: _delivered(emulator) >= 2500, 120, "2500 deliveries", third.log)
+    members = [first, second, third]
+    leaver = next(m for m in members if owned_partitions(m))
+    assert leaver.stop() == 0, leaver.log()  # leaves: its partitions move to the others
+    assert _delivered(emulator) < len(expected), "the leave came too late to test anything"
+    assert "partitions revoked" in leaver.log()
+    stayers = [m for m in members if m is not leaver]
+    wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", stayers[0].log)
+    for member in stayers:
+        assert member.stop() == 0, member.log()
+    assert_exactly_once(emulator.deliveries(), expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fullstory_throttles_fails_disappears_and_crawls(
+    mode: str,
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    expected = _setup(bootstrap, topic_name, tmp_path, 3000, f"storm-{mode}")
+    emulator.faults(rate_limit=40, burst=5)  # 429 with Retry-After
+    member = _member(
+        consumers, bootstrap, topic_name, f"g-{uuid.uuid4().hex[:8]}", emulator.url, mode
+    ).start()
+    time.sleep(8)
+    emulator.faults(rate_limit=None, error_rate=0.5)  # 5xx bursts
+    time.sleep(5)
+    emulator.faults(error_rate=0.0, outage_seconds=30, outage_mode="refuse")
+    time.sleep(30)
+    emulator.faults(latency_ms=200)  # slow responses
+    time.sleep(5)
+    emulator.faults(latency_ms=0)
+    wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", member.log)
+    assert member.stop() == 0, member.log()
+    assert_exactly_once(emulator.deliveries(), expected)
+    statuses = {r["status"] for r in emulator.requests(include_rejected=True)}
+    assert {429, 500, 0} <= statuses, statuses  # each fault really happened
+    assert read_topic(bootstrap, f"{topic_name}.dlq", expect=1, timeout=5) == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_broker_restart_mid_stream(
+    mode: str, tmp_path: Path, emulator: EmulatorProcess, consumers: Any
+) -> None:
+    broker = LocalBroker(tmp_path / "kafka")
+    broker.start()
+    try:
+        bootstrap = broker.bootstrap_servers
+        create_topic(bootstrap, "events")
+        expected = _setup(bootstrap, "events", tmp_path, 4000, f"restart-{mode}")
+        emulator.faults(latency_ms=3, batch_processing_ms=300)
+        member = _member(
+            consumers, bootstrap, "events", f"g-{uuid.uuid4().hex[:8]}", emulator.url, mode
+        ).start()
+        wait_for(lambda: _delivered(emulator) >= 800, 120, "800 deliveries", member.log)
+        broker.stop()
+        time.sleep(5)
+        broker.start()
+        wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", member.log)
+        assert member.stop() == 0, member.log()
+        assert_exactly_once(emulator.deliveries(), expected)
+    finally:
+        broker.stop()
