@@ -56,8 +56,9 @@ def _epoch(value: object) -> float | None:
 def _decoder(config: Config) -> Decoder:
     if config.framing == "raw":
         return Decoder("raw")
-    if config.schema_registry_url:
-        return Decoder("confluent", RegistrySchemaResolver(config.schema_registry_url))
+    registry = config.registry_settings()
+    if registry is not None:
+        return Decoder("confluent", RegistrySchemaResolver(registry))
     schema_dir = config.schema_dir or Path("schemas/registry")
     return Decoder("confluent", DirectorySchemaResolver(schema_dir))
 

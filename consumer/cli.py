@@ -37,6 +37,13 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     p.add_argument("--framing", choices=("raw", "confluent"), help="Avro framing (default raw)")
     p.add_argument("--schema-registry-url", help="Schema Registry for the confluent framing")
+    p.add_argument(
+        "--schema-registry-auth",
+        help="registry basic auth user:secret (better: the environment variable)",
+    )
+    p.add_argument("--schema-registry-ca", help="CA file to verify the registry's TLS")
+    p.add_argument("--schema-registry-cert", help="client certificate for the registry")
+    p.add_argument("--schema-registry-key", help="client key for the registry")
     p.add_argument("--schema-dir", help="directory of <id>.avsc schemas (offline registry)")
     p.add_argument("--dlq-topic", help="one dead-letter topic (default <topic>.dlq)")
     p.add_argument(
@@ -62,6 +69,11 @@ def _add_tools(sub: Any) -> None:
     p.add_argument("--file", required=True, help="JSON lines of Segment events, or - for stdin")
     p.add_argument("--framing", choices=("raw", "confluent"), default="raw")
     p.add_argument("--schema-id", type=int, help="schema id for the confluent framing")
+    p.add_argument(
+        "--register",
+        metavar="REGISTRY_URL",
+        help="register the repo's schema under <topic>-value and use its id (confluent framing)",
+    )
 
     p = sub.add_parser("transform", help="print what would be sent for Segment events on stdin")
     p.add_argument("--settings", help="destination settings JSON")
@@ -150,12 +162,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from consumer.produce import produce_file
+    from consumer.registry import RegistryError, RegistryUnavailable
 
+    if args.register and args.schema_id is not None:
+        print("error: give either --register or --schema-id, not both", file=sys.stderr)
+        return 2
     try:
         count = produce_file(
-            args.bootstrap_servers, args.topic, args.file, args.framing, args.schema_id
+            args.bootstrap_servers,
+            args.topic,
+            args.file,
+            args.framing,
+            args.schema_id,
+            register=args.register,
         )
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError, RegistryError, RegistryUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"produced {count} events to {args.topic}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from consumer.registry import RegistrySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 
@@ -46,6 +47,11 @@ class Config:
     destinations: tuple[Destination, ...]
     framing: str = "raw"
     schema_registry_url: str | None = None
+    schema_registry_auth: str | None = field(default=None, repr=False)  # "user:secret"
+    schema_registry_ca: str | None = None
+    schema_registry_cert: str | None = None
+    schema_registry_key: str | None = None
+    schema_registry_key_password: str | None = field(default=None, repr=False)
     schema_dir: Path | None = None
     dlq_topic: str | None = None
     dlq_suffix: str = ".dlq"
@@ -63,6 +69,20 @@ class Config:
     batch_linger: float = 1.0
     batch_max_jobs: int = 20
     batch_poll_interval: float = 0.5
+
+    def registry_settings(self) -> RegistrySettings | None:
+        """How to reach the Schema Registry (confluent framing), or None for a schema dir."""
+        if not self.schema_registry_url:
+            return None
+        return RegistrySettings(
+            url=self.schema_registry_url,
+            basic_auth_user_info=self.schema_registry_auth,
+            ca_location=self.schema_registry_ca,
+            certificate_location=self.schema_registry_cert,
+            key_location=self.schema_registry_key,
+            key_password=self.schema_registry_key_password,
+            timeout=self.request_timeout,
+        )
 
     @property
     def topics(self) -> list[str]:
@@ -82,6 +102,11 @@ _SCALARS: dict[str, tuple[type, str]] = {
     "settings": (str, "FULLSTORY_CONSUMER_SETTINGS"),
     "framing": (str, "FULLSTORY_CONSUMER_FRAMING"),
     "schema_registry_url": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_URL"),
+    "schema_registry_auth": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_AUTH"),
+    "schema_registry_ca": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_CA"),
+    "schema_registry_cert": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_CERT"),
+    "schema_registry_key": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_KEY"),
+    "schema_registry_key_password": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_KEY_PASSWORD"),
     "schema_dir": (str, "FULLSTORY_CONSUMER_SCHEMA_DIR"),
     "dlq_topic": (str, "FULLSTORY_CONSUMER_DLQ_TOPIC"),
     "dlq_suffix": (str, "FULLSTORY_CONSUMER_DLQ_SUFFIX"),
@@ -99,6 +124,7 @@ _SCALARS: dict[str, tuple[type, str]] = {
     "batch_max_jobs": (int, "FULLSTORY_CONSUMER_BATCH_MAX_JOBS"),
     "batch_poll_interval": (float, "FULLSTORY_CONSUMER_BATCH_POLL_INTERVAL"),
 }
+_SECRETS = {"api_key", "schema_registry_auth", "schema_registry_key_password"}
 _TOPICS_ENV = "FULLSTORY_CONSUMER_TOPICS"
 CONFIG_ENV = "FULLSTORY_CONSUMER_CONFIG"
 _TABLES = ("kafka", "fullstory", "destinations")
@@ -117,7 +143,7 @@ def _coerce(name: str, value: Any, kind: type, where: str) -> Any:
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r} ({where})") from None
     if not isinstance(value, kind) or isinstance(value, bool):
-        shown = "<hidden>" if name == "api_key" else repr(value)
+        shown = "<hidden>" if name in _SECRETS else repr(value)
         raise ConfigError(f"{name} must be a {kind.__name__}, got {shown} ({where})")
     return value
 

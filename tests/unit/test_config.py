@@ -111,3 +111,21 @@ def test_a_topic_belongs_to_one_destination(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="each topic belongs to one destination"):
         load_config({"config": str(path)}, env={})
+
+
+def test_registry_settings_keep_the_secret_out_of_repr() -> None:
+    config = load_config(
+        {
+            **BASE,
+            "framing": "confluent",
+            "schema_registry_url": "https://sr.example:8081",
+            "schema_registry_ca": "/etc/ca.pem",
+        },
+        env={"FULLSTORY_CONSUMER_SCHEMA_REGISTRY_AUTH": "user:s3cret"},
+    )
+    registry = config.registry_settings()
+    assert registry is not None
+    assert registry.basic_auth_user_info == "user:s3cret"
+    assert registry.ca_location == "/etc/ca.pem"
+    assert "s3cret" not in repr(config) + repr(registry)
+    assert load_config(BASE, env={}).registry_settings() is None
