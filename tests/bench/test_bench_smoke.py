@@ -1,0 +1,74 @@
+"""Smoke test of the benchmark harness: a tiny quick run end to end, no timing assertions.
+
+It checks that `python benchmarks/run.py` still starts its broker and emulator, loads the topic,
+runs the ceilings and the service (and Quix when installed), and that each contender processed
+every event; the figures themselves are only printed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consumer.transform import DestinationSettings, Requests, transform
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks"
+EVENTS = 2_000
+
+pytestmark = pytest.mark.integration
+
+
+def _expected_requests() -> int:
+    """Requests the mapping makes for the benchmark's events (what FullStory must receive)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import datagen
+    finally:
+        sys.path.remove(str(BENCH))
+    settings, _ = DestinationSettings.from_mapping(datagen.SETTINGS)
+    total = 0
+    for event in datagen.events(EVENTS):
+        outcome = transform(event, settings)
+        if isinstance(outcome, Requests):
+            total += len(outcome.requests)
+    return total
+
+
+def test_quick_run_processes_every_event(tmp_path: Path) -> None:
+    if shutil.which("java") is None:
+        pytest.skip("java is not on PATH: cannot run the local Kafka broker")
+    only = "a,b,realtime"
+    if importlib.util.find_spec("quixstreams") is not None:
+        only += ",quix"
+    cmd = [
+        sys.executable,
+        str(BENCH / "run.py"),
+        "--events",
+        str(EVENTS),
+        "--only",
+        only,
+        "--results",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=ROOT)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (result_file,) = tmp_path.glob("run-*.json")
+    report = json.loads(result_file.read_text())
+    runs = report["suite"]["runs"]
+    assert set(runs) == set(only.split(","))
+    expected = _expected_requests()
+    for name, contender_runs in runs.items():
+        for run in contender_runs:
+            assert run["ok"], (name, run["note"])
+            assert run["events"] == EVENTS, name
+            if name in ("realtime", "quix"):
+                assert run["requests"] == expected, name
+    assert "service, realtime" in report["suite"]["table"]
