@@ -266,8 +266,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from consumer.demo import run_demo
+    from consumer.localenv.broker import BrokerError
 
-    return run_demo(events=args.events, settings=args.settings, timeout=args.timeout)
+    try:
+        return run_demo(events=args.events, settings=args.settings, timeout=args.timeout)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 COMMANDS = {

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 
 from consumer.config import load_config, read_settings_file
+from consumer.schema import schema_file
 from consumer.transform import DestinationSettings, Requests, Skipped, transform
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_EVENTS = REPO / "schemas" / "sample-events.jsonl"
-DEMO_SETTINGS = REPO / "schemas" / "demo-settings.json"
+SAMPLE_EVENTS = schema_file("sample-events.jsonl")
+DEMO_SETTINGS = schema_file("demo-settings.json")
 DEMO_KEY = "demo-key"
 DEMO_ORG = "o-DEMO-na1"
 TOPIC = "segment-events"

@@ -1,15 +1,27 @@
-"""The repo's Avro schema for Segment events, parsed once (parsing per record is expensive)."""
+"""The repo's Avro schema for Segment events, parsed once (parsing per record is expensive).
+
+The schema and the demo's files live in the top-level `schemas/` directory, which the build
+installs as the package `consumer.schemas`: importlib.resources finds them in a wheel install as
+well as in an editable one.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import fastavro
 
-SEGMENT_SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "segment-event.avsc"
+
+def schema_file(name: str) -> Path:
+    """A file of `schemas/` (package data of `consumer.schemas`); installs are unpacked on disk."""
+    return Path(str(resources.files("consumer.schemas").joinpath(name)))
+
+
+SEGMENT_SCHEMA_PATH = schema_file("segment-event.avsc")
 
 
 @functools.lru_cache(maxsize=64)

@@ -31,7 +31,10 @@ def kafka_script() -> Path:
     """Locate deploy/local/kafka.sh; consumer/ sits at the repo root (editable install)."""
     script = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka.sh"
     if not script.is_file():
-        raise BrokerError(f"{script} not found: localenv needs a source checkout of the repo")
+        raise BrokerError(
+            f"{script} not found: the local Kafka broker (the demo, the tests) runs from a source "
+            "checkout; clone the repository and `pip install -e .` there"
+        )
     return script
 
 

@@ -14,11 +14,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 from harness import expected_keys, read_topic, wait_for
+from toolcheck import require_registry_java
 
 from consumer.encode import Encoder, event_key
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
-from consumer.localenv.registry import LocalRegistry, registry_java
+from consumer.localenv.registry import LocalRegistry
 from consumer.produce import produce_raw
 from consumer.registry import RegistryClient
 from consumer.schema import SEGMENT_SCHEMA_PATH
@@ -34,8 +35,7 @@ MAX_BYTES = str(16 * 1024 * 1024)
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[LocalRegistry]:
-    if registry_java() is None:
-        pytest.skip("no Java 21+ for Apicurio Registry (deploy/local/apicurio.sh java)")
+    require_registry_java()
     with LocalRegistry() as reg:
         yield reg
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from harness import expected_keys, read_topic, wait_for, write_jsonl
+from toolcheck import require_registry_java
 
 from consumer.encode import Encoder, event_key
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
-from consumer.localenv.registry import LocalRegistry, registry_java
+from consumer.localenv.registry import LocalRegistry
 from consumer.produce import produce_file, produce_raw
 from consumer.registry import RegistryClient
 from consumer.schema import SEGMENT_SCHEMA_PATH, load_schema
@@ -27,8 +28,7 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[LocalRegistry]:
-    if registry_java() is None:
-        pytest.skip("no Java 21+ for Apicurio Registry (deploy/local/apicurio.sh java)")
+    require_registry_java()
     with LocalRegistry() as reg:
         yield reg
 

@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 import pytest
 from harness import expected_keys, read_topic, wait_for
 from tcpproxy import TcpProxy
+from toolcheck import require_registry_java
 
 from consumer.encode import Encoder, event_key
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
-from consumer.localenv.registry import LocalRegistry, registry_java
+from consumer.localenv.registry import LocalRegistry
 from consumer.produce import produce_raw
 from consumer.registry import RegistryClient
 from consumer.schema import SEGMENT_SCHEMA_PATH, load_schema
@@ -29,8 +30,7 @@ V2 = Path(__file__).resolve().parents[1] / "data" / "schemas" / "segment-event-v
 
 @pytest.fixture
 def registry() -> Iterator[LocalRegistry]:
-    if registry_java() is None:
-        pytest.skip("no Java 21+ for Apicurio Registry (deploy/local/apicurio.sh java)")
+    require_registry_java()
     reg = LocalRegistry()
     reg.start()
     try:
