@@ -32,15 +32,16 @@ from consumer.offsets import OffsetTracker, TopicPartition
 from consumer.record import Record
 from consumer.replay import rekey_for_replay
 from consumer.sink.batch import BatchSink
-from consumer.sink.client import FullStoryClient, Rejected
+from consumer.sink.client import Abandoned, FullStoryClient, Rejected
 from consumer.sink.realtime import Job, RealtimeSink
 from consumer.sink.retry import Backoff
-from consumer.source import KafkaSource, Offsets, Partitions, consumer_config
+from consumer.source import Commits, KafkaSource, Partitions, consumer_config
 from consumer.transform import Invalid, Request, Requests, Skipped, transform
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL = 5.0  # seconds between lag gauge updates
+COMMIT_INTERVAL = 1.0  # seconds between explicit commits (batch delivery)
 
 
 def _epoch(value: object) -> float | None:
@@ -100,10 +101,12 @@ class Pipeline:
                 linger=config.batch_linger,
                 max_jobs_in_flight=config.batch_max_jobs,
                 poll_interval=config.batch_poll_interval,
+                persist=self._persist,
             )
         else:
             self._sink = RealtimeSink(config.concurrency, self._delivered, self._fail)
         self._source: KafkaSource | None = None
+        self._committed: dict[TopicPartition, tuple[int, str]] = {}
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""
@@ -155,7 +158,10 @@ class Pipeline:
         try:
             await self._start_clients()
             kafka = consumer_config(
-                self.config.bootstrap_servers, self.config.group_id, self.config.kafka
+                self.config.bootstrap_servers,
+                self.config.group_id,
+                self.config.kafka,
+                auto_commit=self.config.delivery != "batch",
             )
             self._source = KafkaSource(
                 kafka,
@@ -174,7 +180,7 @@ class Pipeline:
             )
             await self._loop()
             await self._drain(self._tracker.owned(), self.config.drain_timeout)
-            self._commit(self._tracker.owned())  # the poll thread is idle now
+            await self._source.commit(self._commits(self._tracker.owned()))
             await self._source.close()
         finally:
             await self._sink.close()
@@ -194,7 +200,8 @@ class Pipeline:
         assert source is not None
         batch = self.config.poll_batch
         health = self.health
-        next_lag = 0.0
+        next_lag = next_commit = 0.0
+        explicit = self.config.delivery == "batch"
         while not self._stop.is_set():
             messages = await source.consume(batch, 0.1)
             health.turn()
@@ -203,10 +210,16 @@ class Pipeline:
                 self.metrics.batch_size.labels("consume").observe(len(messages))
                 self._process(messages)
             self._dlq.poll()
-            source.store(self._tracker.committable())
+            now = time.monotonic()
+            if not explicit:
+                source.store(self._tracker.committable())
+            elif now >= next_commit:
+                next_commit = now + COMMIT_INTERVAL
+                await source.commit(
+                    self._commits(self._tracker.owned(), changed_only=True), asynchronous=True
+                )
             self._unblock()
             self._backpressure()
-            now = time.monotonic()
             if now >= next_lag:
                 next_lag = now + LAG_INTERVAL
                 self._update_lag()
@@ -420,10 +433,13 @@ class Pipeline:
         self.metrics.in_flight_records.set(self._in_flight)
         self.metrics.in_flight_bytes.set(self._in_flight_bytes)
 
-    async def _assigned(self, tps: Partitions) -> None:
-        """Track new partitions; pause them at once when backpressure is on."""
-        for tp in tps:
+    async def _assigned(self, metadata: dict[TopicPartition, str]) -> None:
+        """Track new partitions (restoring the batch plans their last owner committed); pause
+        them at once when backpressure is on."""
+        tps = list(metadata)
+        for tp, plan in metadata.items():
             self._tracker.assign(tp)
+            self._sink.restore(tp, plan)
         self.health.joined = True
         if self._paused and self._source is not None:
             self._source.pause(tps)  # new partitions must not slip past backpressure
@@ -432,12 +448,13 @@ class Pipeline:
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.info("partitions assigned", extra={"partitions": [f"{t}-{p}" for t, p in tps]})
 
-    async def _revoked(self, tps: Partitions) -> Offsets:
-        """Drain the revoked partitions within the budget; returns their done offsets, which the
-        source commits before releasing them."""
+    async def _revoked(self, tps: Partitions) -> Commits:
+        """Drain the revoked partitions within the budget; returns what to commit for them
+        (done offsets, and the plan of batches still running), which the source commits before
+        releasing them."""
         owned = [tp for tp in tps if self._tracker.generation(tp) is not None]
         drained = await self._drain(owned, self.config.drain_timeout)
-        offsets = self._tracker.committable(owned, changed_only=False)
+        commits = self._commits(owned)
         for tp in owned:
             self._forget(tp)
         self.metrics.rebalances.labels("revoke").inc()
@@ -446,9 +463,9 @@ class Pipeline:
             "partitions revoked",
             extra={"partitions": [f"{t}-{p}" for t, p in tps], "drained": drained},
         )
-        if offsets:
+        if commits:
             self.metrics.commits.labels("revoke").inc()
-        return offsets
+        return commits
 
     async def _lost(self, tps: Partitions) -> None:
         """Lost partitions are someone else's already: forget them and commit nothing."""
@@ -463,6 +480,8 @@ class Pipeline:
 
     def _forget(self, tp: TopicPartition) -> None:
         self._tracker.revoke(tp)
+        self._sink.forget(tp)
+        self._committed.pop(tp, None)
         self._blocked.pop(tp, None)
         self.metrics.forget_partition(*tp)
 
@@ -477,13 +496,30 @@ class Pipeline:
             await asyncio.sleep(0.01)
         return True
 
-    def _commit(self, tps: Partitions) -> None:
-        if self._source is None:
-            return
-        offsets = self._tracker.committable(tps, changed_only=False)
-        self._source.commit_now(offsets)
-        if offsets:
-            self.metrics.commits.labels("sync").inc()
+    def _commits(self, tps: Partitions, *, changed_only: bool = False) -> Commits:
+        """For each partition: the first offset not done, with the batch plan as metadata."""
+        commits: Commits = []
+        for tp in tps:
+            position, _ = self._tracker.position(tp)
+            if position is None:
+                continue
+            entry = (position, self._sink.plan(tp))
+            if changed_only and self._committed.get(tp) == entry:
+                continue
+            self._committed[tp] = entry
+            commits.append((tp[0], tp[1], *entry))
+        if commits:
+            self.metrics.commits.labels("explicit").inc()
+        return commits
+
+    async def _persist(self, tp: TopicPartition, plan: str) -> None:
+        """Batch delivery: record a partition's segment plan in Kafka before its import jobs
+        are created, so whoever reads the partition next forms the same jobs again."""
+        position, _ = self._tracker.position(tp)
+        if self._source is None or position is None or self._tracker.generation(tp) is None:
+            raise Abandoned()  # no longer ours: the next owner decides its own segments
+        self._committed[tp] = (position, plan)
+        await self._source.commit([(tp[0], tp[1], position, plan)])
 
 
 def _producer_settings(kafka: dict[str, str]) -> dict[str, str]:

@@ -5,18 +5,26 @@ to the loop and wait for it, so all pipeline state is touched by the loop alone.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import queue
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Partitions = list[tuple[str, int]]
 Offsets = list[tuple[str, int, int]]
-Listener = Callable[[Partitions], Coroutine[Any, Any, Offsets | None]]
+# (topic, partition, next offset, commit metadata); "" = no metadata.
+Commits = list[tuple[str, int, int, str]]
+Listener = Callable[[Partitions], Coroutine[Any, Any, Commits | None]]
+# Newly assigned partitions with the metadata of their committed offsets.
+AssignListener = Callable[[dict[tuple[str, int], str]], Coroutine[Any, Any, None]]
 
 
 class KafkaUnavailable(Exception):
@@ -39,8 +47,13 @@ _DEFAULTS = {
 }
 
 
-def consumer_config(bootstrap: str, group_id: str, extra: dict[str, str]) -> dict[str, Any]:
-    return {**_DEFAULTS, **extra, "bootstrap.servers": bootstrap, "group.id": group_id, **_FORCED}
+def consumer_config(
+    bootstrap: str, group_id: str, extra: dict[str, str], *, auto_commit: bool = True
+) -> dict[str, Any]:
+    """librdkafka settings: the user's, but never the ones correctness relies on. Without
+    auto-commit (batch delivery) every commit is explicit and carries the batch plan."""
+    forced = {**_FORCED, "enable.auto.commit": auto_commit}
+    return {**_DEFAULTS, **extra, "bootstrap.servers": bootstrap, "group.id": group_id, **forced}
 
 
 class KafkaSource:
@@ -51,7 +64,7 @@ class KafkaSource:
         config: dict[str, Any],
         topics: list[str],
         loop: asyncio.AbstractEventLoop,
-        on_assign: Listener,
+        on_assign: AssignListener,
         on_revoke: Listener,
         on_lost: Listener,
         revoke_timeout: float,
@@ -69,6 +82,9 @@ class KafkaSource:
             {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
         )
         self._topics = topics
+        self._commit_queue: queue.SimpleQueue[
+            tuple[Commits, bool, concurrent.futures.Future[None]]
+        ] = queue.SimpleQueue()
 
     def _error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -117,16 +133,35 @@ class KafkaSource:
             )
         )
 
-    def _bridge(self, listener: Listener, partitions: list[TopicPartition]) -> Offsets | None:
+    def _bridge(self, listener: Listener, partitions: list[TopicPartition]) -> Commits | None:
         """Run a listener on the loop and wait for it (we are on the poll thread)."""
         tps = [(p.topic, p.partition) for p in partitions]
-        future = asyncio.run_coroutine_threadsafe(listener(tps), self._loop)
-        return future.result(timeout=self._revoke_timeout + 30)
+        return self._wait(asyncio.run_coroutine_threadsafe(listener(tps), self._loop))
+
+    def _wait(self, future: concurrent.futures.Future[T]) -> T:
+        """Wait for the loop, serving the commits it asks for meanwhile (it may need one to
+        finish what it is draining, and only this thread may commit now)."""
+        deadline = time.monotonic() + self._revoke_timeout + 30
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+                self._serve_commits()
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Assign first, so the listener may pause the new partitions before any fetch.
+        # Assign first, so the listener may pause the new partitions before any fetch; read the
+        # committed metadata here, on the thread that owns the consumer.
         consumer.incremental_assign(partitions)
-        self._bridge(self._on_assign, partitions)
+        metadata: dict[tuple[str, int], str] = {(p.topic, p.partition): "" for p in partitions}
+        if partitions:
+            try:
+                for tp in consumer.committed(partitions, timeout=10):
+                    metadata[(tp.topic, tp.partition)] = tp.metadata or ""
+            except KafkaException as exc:
+                log.warning("cannot read committed offsets' metadata", extra={"error": str(exc)})
+        self._wait(asyncio.run_coroutine_threadsafe(self._on_assign(metadata), self._loop))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The listener drains the partitions and says what is done; commit it here, on the
@@ -184,19 +219,44 @@ class KafkaSource:
             # A partition revoked meanwhile refuses the store: that is the safe outcome.
             log.info("offset store refused", extra={"error": str(exc)})
 
-    def commit_now(self, offsets: Offsets) -> None:
-        """Synchronous commit, for revokes and shutdown (never while a consume is running on the
-        poll thread: librdkafka may be inside a rebalance callback there)."""
-        if not offsets:
+    def commit_now(self, commits: Commits, *, asynchronous: bool = False) -> None:
+        """Commit offsets with their metadata (synchronous unless asked). Call it on the poll
+        thread (`commit`) or while no consume runs: librdkafka may be inside a rebalance
+        callback there."""
+        if not commits:
             return
         try:
             self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for t, p, o in offsets], asynchronous=False
+                offsets=[TopicPartition(t, p, o, metadata=m) for t, p, o, m in commits],
+                asynchronous=asynchronous,
             )
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
                 return
             log.warning("offset commit failed", extra={"error": str(exc)})
+
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
+        """Commit on the poll thread, in order with consumes and never racing a rebalance: the
+        request is served by the poll thread as soon as it is free, or from inside a rebalance
+        callback that is waiting for the loop."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._commit_queue.put((commits, asynchronous, done))
+        self._loop.run_in_executor(self._thread, self._serve_commits)
+        await asyncio.wrap_future(done)
+
+    def _serve_commits(self) -> None:
+        """Run the queued commit requests (poll thread only)."""
+        while True:
+            try:
+                commits, asynchronous, done = self._commit_queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.commit_now(commits, asynchronous=asynchronous)
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
 
     async def close(self) -> None:
         """Leave the group (runs the revoke callback, so the final drain happens there)."""

@@ -1,22 +1,26 @@
 """Batch delivery: FullStory's asynchronous batch import jobs instead of one request per item.
 
-Requests `POST /v2/users` and `POST /v2/events` of the submitted jobs are grouped per (client,
-kind) into import jobs of up to `max_items` items, sealed when full or `linger` seconds after
-their first item. A sealed batch is created with `POST /v2/{users|events}/batch` under an
-Idempotency-Key derived from its items' own keys (so a retried create is the same job), polled
-until it is no longer PROCESSING, and on FAILED its `/errors` pages are mapped back to items:
-by the error's `index` when it matches the item's body, else by the body itself. Each failed
-item's job gets `Rejected(400, code, message)`; a job is done when every one of its requests is.
+Batches are segments of one partition: consecutive records, sealed when `max_items` is reached or
+`linger` seconds after the first. A sealed segment becomes up to two import jobs (users, events),
+created with `POST /v2/{users|events}/batch` under an Idempotency-Key derived from the segment's
+partition, offset range and items, polled until no longer PROCESSING; on FAILED the `/errors`
+pages are mapped back to items (by `index` when it matches the item's body, else by body) and each
+failed item's record gets `Rejected(400, code, message)`. A record is done when all its requests
+are.
 
-Ordering: a user's identify (users) and a later track (events) of the same window go to different
-import jobs that FullStory runs independently, so the track may be imported first; FullStory
-attaches events by uid, so this only matters for the user properties seen at that instant.
-Requests that cannot be batched (`DELETE /v2/users?uid=`) are sent one by one, after every
-earlier batch of the same client has finished and before any later one is created, so a delete
-is never overtaken by an earlier upsert nor followed by it.
+No duplicates after a crash or a rebalance: FullStory's batch import has no per-item idempotency,
+so the same records must form the same job again. Before a segment's jobs are created, the
+`persist` hook writes the partition's unfinished segment ranges into the committed offset's
+metadata (`plan_metadata`); a member that takes the partition over reads them (`restore`) and
+forms exactly those segments again, whose create keys FullStory then answers from its idempotency
+store. Records past the plan form new segments, which were never created before.
 
-Delivery is at least once: FullStory's batch import has no per-item idempotency, so a record
-redelivered after a crash is deduplicated only when it lands in an identical batch.
+Ordering: a user's identify (users) and a later track (events) of one segment go to different
+import jobs that FullStory runs independently. Requests that cannot be batched
+(`DELETE /v2/users?uid=`) seal the partition's open segment and are sent one by one after every
+earlier segment of that partition has finished, and before any later one is created, so a delete
+is never overtaken by an earlier upsert of that user (keyed to the same partition) nor followed
+by it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 MAX_ITEMS = 50_000  # FullStory's limit per import job
 KINDS = {("POST", "/v2/users"): "users", ("POST", "/v2/events"): "events"}
 _KEY_NAMESPACE = b"segment-fullstory-consumer/batch-import/v1"
+_PLAN_PREFIX = "fsc1:"
+
+TopicPartition = tuple[str, int]
+Persist = Callable[[TopicPartition, str], Awaitable[None]]
 
 
 @dataclass(slots=True, eq=False)
@@ -53,19 +62,50 @@ class _Tracker:
 
 
 @dataclass(slots=True, eq=False)
-class _Batch:
+class _Segment:
+    """Consecutive records of one partition that become one import job per kind."""
+
+    tp: TopicPartition
     client: FullStoryClient
-    kind: str
     opened: float
-    after: asyncio.Future[None] | None  # the client's last single request: created after it
+    after: asyncio.Future[None] | None  # the partition's last single request: created after it
     done: asyncio.Future[None]
+    planned_last: int | None = None  # a restored segment ends exactly at this offset
     items: list[tuple[_Tracker, Request]] = field(default_factory=list)
+    first: int = -1
+    last: int = -1
+
+    def add(self, tracker: _Tracker, requests: list[Request]) -> None:
+        offset = tracker.job.record.offset
+        if not self.items:
+            self.first = offset
+        self.last = offset
+        self.items.extend((tracker, request) for request in requests)
 
 
-def batch_key(kind: str, keys: list[str]) -> str:
-    """The create's Idempotency-Key: a UUID-shaped digest of the kind and the sorted item keys."""
+def plan_metadata(ranges: list[tuple[int, int]]) -> str:
+    """The commit metadata that records a partition's unfinished segments."""
+    return _PLAN_PREFIX + ",".join(f"{a}-{b}" for a, b in ranges) if ranges else ""
+
+
+def parse_plan(metadata: str | None) -> list[tuple[int, int]]:
+    """Segment ranges from commit metadata; anything else (another tool's metadata) is none."""
+    if not metadata or not metadata.startswith(_PLAN_PREFIX):
+        return []
+    ranges: list[tuple[int, int]] = []
+    for part in metadata[len(_PLAN_PREFIX) :].split(","):
+        first, sep, last = part.partition("-")
+        if not sep or not first.isdigit() or not last.isdigit() or int(first) > int(last):
+            return []
+        ranges.append((int(first), int(last)))
+    return sorted(ranges)
+
+
+def batch_key(kind: str, keys: list[str], segment: str = "") -> str:
+    """The create's Idempotency-Key: a UUID-shaped digest of the segment (partition and offset
+    range), the kind and the sorted item keys."""
     digest = hashlib.sha1(_KEY_NAMESPACE, usedforsecurity=False)
-    digest.update(kind.encode())
+    digest.update(segment.encode() + b"\n" + kind.encode())
     for key in sorted(keys):
         digest.update(b"\n" + key.encode())
     text = digest.hexdigest()[:32]
@@ -121,6 +161,7 @@ class BatchSink:
         linger: float = 1.0,
         max_jobs_in_flight: int = 20,
         poll_interval: float = 0.5,
+        persist: Persist | None = None,
     ) -> None:
         if not 1 <= max_items <= MAX_ITEMS:
             raise ValueError(f"max_items must be in 1..{MAX_ITEMS}")
@@ -132,18 +173,22 @@ class BatchSink:
         self._linger = linger
         self._max_jobs = max_jobs_in_flight
         self._poll_interval = poll_interval
+        self._persist = persist
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._flush_all = False
-        self._open: dict[tuple[int, str], _Batch] = {}
-        self._ready: deque[_Batch] = deque()
+        self._open: dict[TopicPartition, _Segment] = {}
+        self._ready: deque[_Segment] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._singles: set[asyncio.Task[None]] = set()
         self._free_lanes = list(range(max_jobs_in_flight))
         self._single_lane = max_jobs_in_flight
-        # Per client (by id): unfinished work in submission order, and its last single request.
-        self._unfinished: dict[int, set[asyncio.Future[None]]] = {}
-        self._barrier: dict[int, asyncio.Future[None]] = {}
+        # Per partition: sealed segments not finished (their ranges are the plan), restored plans
+        # still to re-form, unfinished work in order, and the last single request.
+        self._sealed: dict[TopicPartition, list[_Segment]] = {}
+        self._plans: dict[TopicPartition, deque[tuple[int, int]]] = {}
+        self._unfinished: dict[TopicPartition, set[asyncio.Future[None]]] = {}
+        self._barrier: dict[TopicPartition, asyncio.Future[None]] = {}
         self._scheduler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -155,8 +200,25 @@ class BatchSink:
 
     @property
     def jobs_in_flight(self) -> int:
-        """Import jobs being created or polled right now."""
+        """Segments whose import jobs are being created or polled right now."""
         return len(self._running)
+
+    def plan(self, tp: TopicPartition) -> str:
+        """Commit metadata for a partition: its sealed, unfinished segment ranges."""
+        return plan_metadata([(seg.first, seg.last) for seg in self._sealed.get(tp, ())])
+
+    def restore(self, tp: TopicPartition, metadata: str | None) -> None:
+        """A newly assigned partition's plan from its committed metadata: those ranges will be
+        formed into exactly the same segments again."""
+        ranges = parse_plan(metadata)
+        if ranges:
+            self._plans[tp] = deque(ranges)
+        else:
+            self._plans.pop(tp, None)
+
+    def forget(self, tp: TopicPartition) -> None:
+        """The partition is no longer ours: its plan belongs to the next owner."""
+        self._plans.pop(tp, None)
 
     def submit(self, job: Job) -> None:
         """Queue a job's requests; never blocks."""
@@ -164,85 +226,107 @@ class BatchSink:
         if not job.requests:
             asyncio.get_running_loop().call_soon(self._on_done, job, None)
             return
-        loop = asyncio.get_running_loop()
-        client = job.client
-        cid = id(client)
-        for request in job.requests:
-            kind = KINDS.get((request.method, request.path))
-            if kind is None:
+        tp = job.record.tp
+        if any((r.method, r.path) not in KINDS for r in job.requests):
+            for request in job.requests:
                 self._submit_single(tracker, request)
-                continue
-            batch = self._open.get((cid, kind))
-            if batch is None:
-                batch = _Batch(
-                    client, kind, loop.time(), self._barrier.get(cid), loop.create_future()
-                )
-                self._open[(cid, kind)] = batch
-            batch.items.append((tracker, request))
-            if len(batch.items) >= self._max_items:
-                self._seal(batch)
+            return
+        offset = job.record.offset
+        segment = self._open.get(tp)
+        plans = self._plans.get(tp)
+        while plans and plans[0][1] < offset:  # a planned range whose end never came
+            plans.popleft()
+            if segment is not None and segment.planned_last is not None:
+                self._seal(segment)
+                segment = None
+        planned = plans[0] if plans and plans[0][0] <= offset else None
+        if segment is not None and (
+            (segment.planned_last is not None) != (planned is not None)
+            or (planned is None and len(segment.items) + len(job.requests) > self._max_items)
+        ):
+            self._seal(segment)
+            segment = None
+        if segment is None:
+            loop = asyncio.get_running_loop()
+            segment = _Segment(
+                tp,
+                job.client,
+                loop.time(),
+                self._barrier.get(tp),
+                loop.create_future(),
+                planned[1] if planned else None,
+            )
+            self._open[tp] = segment
+        segment.add(tracker, list(job.requests))
+        if planned is not None:
+            if offset >= planned[1]:
+                assert plans is not None
+                plans.popleft()
+                self._seal(segment)
+        elif len(segment.items) >= self._max_items:
+            self._seal(segment)
         self._wake.set()
 
     def _submit_single(self, tracker: _Tracker, request: Request) -> None:
-        client = tracker.job.client
-        cid = id(client)
-        for kind in ("users", "events"):
-            batch = self._open.get((cid, kind))
-            if batch is not None:
-                self._seal(batch)
-        unfinished = self._unfinished.setdefault(cid, set())
+        tp = tracker.job.record.tp
+        segment = self._open.get(tp)
+        if segment is not None:
+            self._seal(segment)
+        unfinished = self._unfinished.setdefault(tp, set())
         earlier = list(unfinished)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         unfinished.add(done)
-        self._barrier[cid] = done
+        self._barrier[tp] = done
         task = asyncio.create_task(self._single(tracker, request, earlier, done))
         self._singles.add(task)
         task.add_done_callback(self._singles.discard)
 
-    def _seal(self, batch: _Batch) -> None:
-        del self._open[(id(batch.client), batch.kind)]
-        self._unfinished.setdefault(id(batch.client), set()).add(batch.done)
-        self._ready.append(batch)
+    def _seal(self, segment: _Segment) -> None:
+        del self._open[segment.tp]
+        self._unfinished.setdefault(segment.tp, set()).add(segment.done)
+        self._sealed.setdefault(segment.tp, []).append(segment)
+        self._ready.append(segment)
         self._wake.set()
 
-    def _finished(self, client: FullStoryClient, done: asyncio.Future[None]) -> None:
+    def _finished(self, tp: TopicPartition, done: asyncio.Future[None]) -> None:
         if not done.done():
             done.set_result(None)
-        cid = id(client)
-        unfinished = self._unfinished.get(cid)
+        unfinished = self._unfinished.get(tp)
         if unfinished is not None:
             unfinished.discard(done)
             if not unfinished:
-                del self._unfinished[cid]
-        if self._barrier.get(cid) is done:
-            del self._barrier[cid]
+                del self._unfinished[tp]
+        if self._barrier.get(tp) is done:
+            del self._barrier[tp]
 
     async def _schedule(self) -> None:
-        """Seal lingering batches and start sealed ones while fewer than the limit run."""
+        """Seal lingering segments and start sealed ones while fewer than the limit run."""
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            for batch in list(self._open.values()):
-                if self._flush_all or now - batch.opened >= self._linger:
-                    self._seal(batch)
+            for segment in list(self._open.values()):
+                if self._flush_all or now - segment.opened >= self._linger:
+                    self._seal(segment)
             while self._ready and self._free_lanes:
-                batch = self._ready.popleft()
-                task = asyncio.create_task(self._run(batch, self._free_lanes.pop()))
+                segment = self._ready.popleft()
+                task = asyncio.create_task(self._run(segment, self._free_lanes.pop()))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             timeout = None
             if self._open:
-                oldest = min(batch.opened for batch in self._open.values())
+                oldest = min(segment.opened for segment in self._open.values())
                 timeout = max(0.0, oldest + self._linger - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
 
-    async def _run(self, batch: _Batch, lane: int) -> None:
+    async def _run(self, segment: _Segment, lane: int) -> None:
         try:
-            if batch.after is not None:
-                await batch.after
-            results = await self._deliver(batch, lane)
+            if segment.after is not None:
+                await segment.after
+            if self._persist is not None:
+                await self._persist(segment.tp, self.plan(segment.tp))
+            results = await self._deliver(segment, lane)
         except Abandoned:
             return
         except AuthenticationError as exc:
@@ -250,9 +334,14 @@ class BatchSink:
             return
         finally:
             self._free_lanes.append(lane)
-            self._finished(batch.client, batch.done)
+            self._finished(segment.tp, segment.done)
             self._wake.set()
-        for (tracker, _), result in zip(batch.items, results, strict=True):
+        sealed = self._sealed.get(segment.tp, [])
+        if segment in sealed:
+            sealed.remove(segment)
+            if not sealed:
+                del self._sealed[segment.tp]
+        for (tracker, _), result in zip(segment.items, results, strict=True):
             self._settle(tracker, result)
 
     async def _single(
@@ -262,6 +351,7 @@ class BatchSink:
         earlier: list[asyncio.Future[None]],
         done: asyncio.Future[None],
     ) -> None:
+        tp = tracker.job.record.tp
         try:
             for future in earlier:
                 await future
@@ -272,7 +362,7 @@ class BatchSink:
             self._on_fatal(exc)
             return
         finally:
-            self._finished(tracker.job.client, done)
+            self._finished(tp, done)
             self._wake.set()
         self._settle(tracker, result)
 
@@ -283,11 +373,32 @@ class BatchSink:
         if tracker.remaining == 0:
             self._on_done(tracker.job, tracker.rejected)
 
-    async def _deliver(self, batch: _Batch, lane: int) -> list[Rejected | None]:
-        """Create the import job, wait for it, and return each item's outcome."""
-        client, kind = batch.client, batch.kind
-        bodies = [request.body for _, request in batch.items]
-        key = batch_key(kind, [request.idempotency_key for _, request in batch.items])
+    async def _deliver(self, segment: _Segment, lane: int) -> list[Rejected | None]:
+        """Create the segment's import jobs (one per kind), wait for them, and return each
+        item's outcome in the segment's order."""
+        positions: dict[str, list[int]] = {}
+        for i, (_, request) in enumerate(segment.items):
+            positions.setdefault(KINDS[(request.method, request.path)], []).append(i)
+        name = f"{segment.tp[0]}/{segment.tp[1]}/{segment.first}-{segment.last}"
+        outcomes = await asyncio.gather(
+            *(
+                self._import(segment, kind, [segment.items[i][1] for i in idx], name, lane)
+                for kind, idx in positions.items()
+            )
+        )
+        results: list[Rejected | None] = [None] * len(segment.items)
+        for idx, outcome in zip(positions.values(), outcomes, strict=True):
+            for i, result in zip(idx, outcome, strict=True):
+                results[i] = result
+        return results
+
+    async def _import(
+        self, segment: _Segment, kind: str, requests: list[Request], name: str, lane: int
+    ) -> list[Rejected | None]:
+        """One import job: create, wait, read its errors."""
+        client = segment.client
+        bodies = [request.body for request in requests]
+        key = batch_key(kind, [request.idempotency_key for request in requests], name)
         content = orjson.dumps({"requests": bodies})
         created = await client.call("POST", f"/v2/{kind}/batch", content, key, self._stopping, lane)
         if isinstance(created, Rejected):
@@ -301,7 +412,7 @@ class BatchSink:
                     "error": created.message,
                 },
             )
-            return await self._one_by_one(batch, lane)
+            return await self._one_by_one(client, requests, lane)
         job_id = str(orjson.loads(created.content)["job"]["id"])
         base = f"/v2/{kind}/batch/{job_id}"
         status = await self._wait_for_job(client, base, lane)
@@ -310,7 +421,7 @@ class BatchSink:
                 "batch import job vanished; sending its items one by one",
                 extra={"kind": kind, "job": job_id, "items": len(bodies)},
             )
-            return await self._one_by_one(batch, lane)
+            return await self._one_by_one(client, requests, lane)
         if status == "COMPLETED":
             return [None] * len(bodies)
         errors = await self._errors(client, base, lane)
@@ -322,10 +433,11 @@ class BatchSink:
             )
         return results
 
-    async def _one_by_one(self, batch: _Batch, lane: int) -> list[Rejected | None]:
+    async def _one_by_one(
+        self, client: FullStoryClient, requests: list[Request], lane: int
+    ) -> list[Rejected | None]:
         """Fallback: each item to the single endpoint, in order (keeps each user's order)."""
-        client = batch.client
-        return [await client.send(request, self._stopping, lane) for _, request in batch.items]
+        return [await client.send(request, self._stopping, lane) for request in requests]
 
     async def _wait_for_job(self, client: FullStoryClient, base: str, lane: int) -> str | None:
         """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it."""

@@ -48,6 +48,16 @@ class RealtimeSink:
         lane = zlib.crc32(key) % len(self._queues) if key else job.record.offset % len(self._queues)
         self._queues[lane].put_nowait(job)
 
+    def plan(self, tp: tuple[str, int]) -> str:
+        """Realtime requests carry their own idempotency keys: no plan to commit."""
+        return ""
+
+    def restore(self, tp: tuple[str, int], metadata: str | None) -> None:
+        """Nothing to restore (see `plan`)."""
+
+    def forget(self, tp: tuple[str, int]) -> None:
+        """Nothing to forget (see `plan`)."""
+
     @property
     def idle(self) -> bool:
         return self._busy == 0 and all(q.empty() for q in self._queues)

@@ -18,7 +18,7 @@ from consumer.emulator.server import STATE
 from consumer.emulator.state import EmulatorState
 from consumer.metrics import Metrics
 from consumer.record import Record
-from consumer.sink.batch import BatchSink, batch_key, map_errors
+from consumer.sink.batch import BatchSink, batch_key, map_errors, parse_plan, plan_metadata
 from consumer.sink.client import AuthenticationError, FullStoryClient, Rejected
 from consumer.sink.realtime import Job
 from consumer.sink.retry import Backoff
@@ -123,18 +123,19 @@ def test_linger_flushes_a_partial_batch_into_one_import_job() -> None:
     run(scenario)
 
 
-def test_max_items_splits_and_a_record_spanning_batches_is_done_once_all_are() -> None:
+def test_max_items_seals_between_records_and_a_record_is_done_once_all_its_jobs_are() -> None:
     async def scenario(env: Env) -> None:
         sink = env.sink(max_items=4, linger=0.05)
         sink.start()
         for i in range(10):
             sink.submit(env.job(i, event("b", i)))
-        # one record with a user and two events: the events fall into two batches
+        # a record with a user and two events does not fit beside records 8 and 9: it starts a
+        # segment of its own, whose two import jobs (users, events) must both finish
         sink.submit(env.job(10, user("x"), event("c", 1), event("c", 2)))
         await env.wait_done(11)
         assert env.done == dict.fromkeys(range(11))
         sizes = sorted(len(r["body"]["requests"]) for r in env.log("/v2/events/batch"))
-        assert sizes == [4, 4, 4]
+        assert sizes == [2, 2, 4, 4]
         assert len(env.log("/v2/users/batch")) == 1
         assert len(env.log("/v2/events")) == 12 and len(env.log("/v2/users")) == 1
         await sink.close()
@@ -340,3 +341,66 @@ def test_wrong_key_is_fatal() -> None:
 def test_max_items_is_bounded(max_items: int) -> None:
     with pytest.raises(ValueError):
         BatchSink(lambda job, r: None, lambda exc: None, max_items=max_items)
+
+
+def test_plan_metadata_round_trips_and_ignores_foreign_metadata() -> None:
+    assert plan_metadata([]) == ""
+    assert parse_plan(plan_metadata([(5, 9), (10, 30)])) == [(5, 9), (10, 30)]
+    for foreign in (None, "", "checkpoint=7", "fsc1:9-5", "fsc1:a-b", "fsc1:1-2,x"):
+        assert parse_plan(foreign) == []
+
+
+def test_a_crash_after_create_re_forms_the_same_segment_and_stores_nothing_twice() -> None:
+    async def scenario(env: Env) -> None:
+        await env.faults(batch_processing_ms=400)
+        persisted: dict[tuple[str, int], str] = {}
+
+        async def persist(tp: tuple[str, int], metadata: str) -> None:
+            persisted[tp] = metadata
+
+        first = env.sink(max_items=100, linger=0.05, persist=persist)
+        first.start()
+        for i in range(5):
+            first.submit(env.job(i, event("p", i)))
+        for _ in range(200):  # until the import job exists (PROCESSING)
+            if env.log("/v2/events/batch"):
+                break
+            await asyncio.sleep(0.01)
+        assert persisted[("t", 0)] == "fsc1:0-4"
+        await first.close()  # the "crash": nothing reported, nothing committed
+        assert env.done == {}
+
+        second = env.sink(max_items=100, linger=0.05)
+        second.restore(("t", 0), persisted[("t", 0)])
+        second.start()
+        for i in range(8):  # redelivered, plus records the first member never saw
+            second.submit(env.job(i, event("p", i)))
+        await env.wait_done(8)
+        creates = env.log("/v2/events/batch")
+        assert [len(c["body"]["requests"]) for c in creates] == [5, 5, 3]
+        assert creates[1]["replay"] is True  # the same segment, answered from the store
+        stored = [r["body"]["properties"]["n"] for r in env.log("/v2/events") if not r["replay"]]
+        assert sorted(stored) == list(range(8))
+        await second.close()
+
+    run(scenario)
+
+
+def test_persist_runs_before_create_and_the_plan_empties_when_done() -> None:
+    async def scenario(env: Env) -> None:
+        seen: list[tuple[str, int]] = []
+
+        async def persist(tp: tuple[str, int], metadata: str) -> None:
+            assert env.log("/v2/events/batch") == []  # nothing created yet
+            seen.append((metadata, len(env.log("/v2/events/batch"))))
+
+        sink = env.sink(max_items=3, linger=0.05, persist=persist)
+        sink.start()
+        for i in range(3):
+            sink.submit(env.job(i, event("q", i)))
+        await env.wait_done(3)
+        assert seen == [("fsc1:0-2", 0)]
+        assert sink.plan(("t", 0)) == ""
+        await sink.close()
+
+    run(scenario)
