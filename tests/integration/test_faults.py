@@ -42,11 +42,25 @@ ENV_BATCH = {
 }
 
 
-def _setup(bootstrap: str, topic: str, tmp_path: Path, n: int, prefix: str) -> set[bytes]:
+def _stream(
+    bootstrap: str,
+    topic: str,
+    tmp_path: Path,
+    n: int,
+    prefix: str,
+    chunk: int = 100,
+    pause: float = 0.25,
+) -> tuple[set[bytes], threading.Thread]:
+    """Start producing n events in bursts; returns the writes FullStory must store, and the
+    producing thread. Events keep arriving while the faults happen, so batch boundaries depend
+    on timing (linger) and each fault meets traffic."""
     events = many_events(n, prefix=prefix)
-    produce_file(bootstrap, topic, write_jsonl(tmp_path / "events.jsonl", events))
     settings, _ = DestinationSettings.from_mapping({})
-    return expected_identities(events, settings)
+    producer = threading.Thread(
+        target=_trickle, args=(bootstrap, topic, events, tmp_path, chunk, pause), daemon=True
+    )
+    producer.start()
+    return expected_identities(events, settings), producer
 
 
 def _delivered(emulator: EmulatorProcess) -> int:
@@ -66,12 +80,19 @@ def _member(
     )
 
 
-def _trickle(bootstrap: str, topic: str, events: list[dict[str, Any]], tmp_path: Path) -> None:
-    """Produce the events in small bursts, a quarter of a second apart."""
-    for start in range(0, len(events), 100):
-        chunk = tmp_path / f"chunk-{start}.jsonl"
-        produce_file(bootstrap, topic, write_jsonl(chunk, events[start : start + 100]))
-        time.sleep(0.25)
+def _trickle(
+    bootstrap: str,
+    topic: str,
+    events: list[dict[str, Any]],
+    tmp_path: Path,
+    chunk: int = 100,
+    pause: float = 0.25,
+) -> None:
+    """Produce the events in small bursts, `pause` seconds apart."""
+    for start in range(0, len(events), chunk):
+        path = tmp_path / f"chunk-{start}.jsonl"
+        produce_file(bootstrap, topic, write_jsonl(path, events[start : start + chunk]))
+        time.sleep(pause)
 
 
 def _batch_creates(emulator: EmulatorProcess) -> int:
@@ -88,15 +109,9 @@ def test_repeated_sigkill(
     tmp_path: Path,
 ) -> None:
     bootstrap = kafka_broker.bootstrap_servers
-    # Events keep arriving while members die, so batch boundaries depend on timing (linger):
-    # only the committed segment plan lets a new member form the very same import jobs.
-    events = many_events(5000, prefix=f"kill-{mode}")
-    settings, _ = DestinationSettings.from_mapping({})
-    expected = expected_identities(events, settings)
-    producer = threading.Thread(
-        target=_trickle, args=(bootstrap, topic_name, events, tmp_path), daemon=True
-    )
-    producer.start()
+    # Batch boundaries depend on timing here: only the committed segment plan lets a new
+    # member form the very same import jobs.
+    expected, producer = _stream(bootstrap, topic_name, tmp_path, 5000, f"kill-{mode}")
     group = f"g-{uuid.uuid4().hex[:8]}"
     if mode == "realtime":
         emulator.faults(latency_ms=3)
@@ -129,7 +144,7 @@ def test_members_join_and_leave_mid_stream(
     tmp_path: Path,
 ) -> None:
     bootstrap = kafka_broker.bootstrap_servers
-    expected = _setup(bootstrap, topic_name, tmp_path, 6000, f"rebalance-{mode}")
+    expected, producer = _stream(bootstrap, topic_name, tmp_path, 6000, f"rebalance-{mode}")
     emulator.faults(latency_ms=50, batch_processing_ms=1500)
     group = f"g-{uuid.uuid4().hex[:8]}"
     first = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
@@ -144,6 +159,7 @@ def test_members_join_and_leave_mid_stream(
     assert _delivered(emulator) < len(expected), "the leave came too late to test anything"
     assert "partitions revoked" in leaver.log()
     stayers = [m for m in members if m is not leaver]
+    producer.join(timeout=120)
     wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", stayers[0].log)
     for member in stayers:
         assert member.stop() == 0, member.log()
@@ -160,7 +176,8 @@ def test_fullstory_throttles_fails_disappears_and_crawls(
     tmp_path: Path,
 ) -> None:
     bootstrap = kafka_broker.bootstrap_servers
-    expected = _setup(bootstrap, topic_name, tmp_path, 3000, f"storm-{mode}")
+    # 3000 events over about 55 s: every phase below meets traffic.
+    expected, producer = _stream(bootstrap, topic_name, tmp_path, 3000, f"storm-{mode}", 55, 1.0)
     emulator.faults(rate_limit=40, burst=5)  # 429 with Retry-After
     member = _member(
         consumers, bootstrap, topic_name, f"g-{uuid.uuid4().hex[:8]}", emulator.url, mode
@@ -173,6 +190,7 @@ def test_fullstory_throttles_fails_disappears_and_crawls(
     emulator.faults(latency_ms=200)  # slow responses
     time.sleep(5)
     emulator.faults(latency_ms=0)
+    producer.join(timeout=120)
     wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", member.log)
     assert member.stop() == 0, member.log()
     assert_exactly_once(emulator.deliveries(), expected)
@@ -190,7 +208,7 @@ def test_broker_restart_mid_stream(
     try:
         bootstrap = broker.bootstrap_servers
         create_topic(bootstrap, "events")
-        expected = _setup(bootstrap, "events", tmp_path, 4000, f"restart-{mode}")
+        expected, producer = _stream(bootstrap, "events", tmp_path, 4000, f"restart-{mode}")
         emulator.faults(latency_ms=3, batch_processing_ms=300)
         member = _member(
             consumers, bootstrap, "events", f"g-{uuid.uuid4().hex[:8]}", emulator.url, mode
@@ -199,6 +217,7 @@ def test_broker_restart_mid_stream(
         broker.stop()
         time.sleep(5)
         broker.start()
+        producer.join(timeout=120)
         wait_for(lambda: _delivered(emulator) >= len(expected), 180, "all deliveries", member.log)
         assert member.stop() == 0, member.log()
         assert_exactly_once(emulator.deliveries(), expected)
