@@ -107,6 +107,7 @@ class Pipeline:
             self._sink = RealtimeSink(config.concurrency, self._delivered, self._fail)
         self._source: KafkaSource | None = None
         self._committed: dict[TopicPartition, tuple[int, str]] = {}
+        self._drained = False
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""
@@ -179,8 +180,9 @@ class Pipeline:
                 "consuming", extra={"topics": self.config.topics, "group_id": self.config.group_id}
             )
             await self._loop()
-            await self._drain(self._tracker.owned(), self.config.drain_timeout)
+            await self._drain_polling(self.config.drain_timeout)
             await self._source.commit(self._commits(self._tracker.owned()))
+            self._drained = True  # the revoke that close() runs must not drain again
             await self._source.close()
         finally:
             await self._sink.close()
@@ -453,7 +455,8 @@ class Pipeline:
         (done offsets, and the plan of batches still running), which the source commits before
         releasing them."""
         owned = [tp for tp in tps if self._tracker.generation(tp) is not None]
-        drained = await self._drain(owned, self.config.drain_timeout)
+        budget = 0.0 if self._drained else self.config.drain_timeout
+        drained = await self._drain(owned, budget)
         commits = self._commits(owned)
         for tp in owned:
             self._forget(tp)
@@ -494,6 +497,24 @@ class Pipeline:
                 return False
             self._dlq.poll()
             await asyncio.sleep(0.01)
+        return True
+
+    async def _drain_polling(self, timeout: float) -> bool:
+        """The shutdown drain: every partition paused, and the consumer still polled (it
+        returns nothing now) so that a long drain does not exceed max.poll.interval.ms and
+        cost the group membership whose commits are about to be made."""
+        source = self._source
+        assert source is not None
+        owned = self._tracker.owned()
+        source.pause(owned)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(self._tracker.in_flight(tp) for tp in owned):
+            if loop.time() >= deadline or self._fatal is not None:
+                return False
+            await source.consume(self.config.poll_batch, 0.05)  # paused: nothing is tracked
+            self.health.turn()
+            self._dlq.poll()
         return True
 
     def _commits(self, tps: Partitions, *, changed_only: bool = False) -> Commits:

@@ -317,7 +317,8 @@ class BatchSink:
                 oldest = min(segment.opened for segment in self._open.values())
                 timeout = max(0.0, oldest + self._linger - now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def _run(self, segment: _Segment, lane: int) -> None:
@@ -472,7 +473,8 @@ class BatchSink:
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but give up at once when the sink is closing."""
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # unlike wait_for, never swallows a cancel
+                await self._stopping.wait()
         except TimeoutError:
             return
         raise Abandoned()

@@ -187,7 +187,8 @@ class FullStoryClient:
     async def _wait(seconds: float, stopping: asyncio.Event) -> None:
         """Sleep, but wake at once when the service starts stopping."""
         try:
-            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):  # unlike wait_for, never swallows a cancel
+                await stopping.wait()
         except TimeoutError:
             return
         raise Abandoned()

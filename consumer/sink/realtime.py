@@ -69,7 +69,7 @@ class RealtimeSink:
             try:
                 result = await self._deliver(job, lane)
             except Abandoned:
-                continue
+                return  # only raised once the sink is closing
             except AuthenticationError as exc:
                 self._on_fatal(exc)
                 continue
