@@ -11,9 +11,10 @@ import asyncio
 import logging
 import socket
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message
 
@@ -108,6 +109,7 @@ class Pipeline:
         self._source: KafkaSource | None = None
         self._committed: dict[TopicPartition, tuple[int, str]] = {}
         self._drained = False
+        self._delivered_by_topic: dict[str, Any] = {}
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""
@@ -140,7 +142,7 @@ class Pipeline:
                 settings.api_key,
                 self.metrics,
                 timeout=self.config.request_timeout,
-                connections=self.config.concurrency,
+                connections=max(self.config.concurrency, 2 * self.config.batch_max_jobs + 1),
             )
             self._clients[dest.name] = client
             org = await client.check_credentials(settings.org)
@@ -234,6 +236,8 @@ class Pipeline:
         tracker = self._tracker
         metrics = self.metrics
         blocked = self._blocked
+        consumed: Counter[str] = Counter()
+        decoded: Counter[str] = Counter()
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -269,11 +273,11 @@ class Pipeline:
             tracker.track(tp, offset, record.timestamp)
             self._in_flight += 1
             self._in_flight_bytes += record.size
-            metrics.records_consumed.labels(topic).inc()
+            consumed[topic] += 1
             if error is not None:
                 self._dead_letter(record, STAGE_DECODE, error.reason, "DecodeError", str(error))
                 continue
-            metrics.records_decoded.labels(topic).inc()
+            decoded[topic] += 1
             record.received_at = _epoch(event.get("receivedAt"))
             dest = self._by_topic[topic]
             outcome = transform(event, dest.settings)
@@ -295,6 +299,10 @@ class Pipeline:
                     "InvalidEvent",
                     f"the event cannot be mapped to FullStory: {outcome.reason}",
                 )
+        for topic, n in consumed.items():  # counted per batch: labels() costs per call
+            metrics.records_consumed.labels(topic).inc(n)
+        for topic, n in decoded.items():
+            metrics.records_decoded.labels(topic).inc(n)
         metrics.in_flight_records.set(self._in_flight)
         metrics.in_flight_bytes.set(self._in_flight_bytes)
 
@@ -390,7 +398,11 @@ class Pipeline:
         record = job.record
         if rejected is None:
             metrics = self.metrics
-            metrics.records_delivered.labels(record.topic).inc()
+            delivered = self._delivered_by_topic.get(record.topic)
+            if delivered is None:
+                delivered = metrics.records_delivered.labels(record.topic)
+                self._delivered_by_topic[record.topic] = delivered
+            delivered.inc()
             if record.received_at is not None:
                 age = time.time() - record.received_at
                 metrics.freshness.set(age)

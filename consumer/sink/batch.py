@@ -181,8 +181,7 @@ class BatchSink:
         self._ready: deque[_Segment] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._singles: set[asyncio.Task[None]] = set()
-        self._free_lanes = list(range(max_jobs_in_flight))
-        self._single_lane = max_jobs_in_flight
+        self._free_slots = max_jobs_in_flight
         # Per partition: sealed segments not finished (their ranges are the plan), restored plans
         # still to re-form, unfinished work in order, and the last single request.
         self._sealed: dict[TopicPartition, list[_Segment]] = {}
@@ -307,9 +306,10 @@ class BatchSink:
             for segment in list(self._open.values()):
                 if self._flush_all or now - segment.opened >= self._linger:
                     self._seal(segment)
-            while self._ready and self._free_lanes:
+            while self._ready and self._free_slots:
                 segment = self._ready.popleft()
-                task = asyncio.create_task(self._run(segment, self._free_lanes.pop()))
+                self._free_slots -= 1
+                task = asyncio.create_task(self._run(segment))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             timeout = None
@@ -321,20 +321,20 @@ class BatchSink:
                     await self._wake.wait()
             self._wake.clear()
 
-    async def _run(self, segment: _Segment, lane: int) -> None:
+    async def _run(self, segment: _Segment) -> None:
         try:
             if segment.after is not None:
                 await segment.after
             if self._persist is not None:
                 await self._persist(segment.tp, self.plan(segment.tp))
-            results = await self._deliver(segment, lane)
+            results = await self._deliver(segment)
         except Abandoned:
             return
         except AuthenticationError as exc:
             self._on_fatal(exc)
             return
         finally:
-            self._free_lanes.append(lane)
+            self._free_slots += 1
             self._finished(segment.tp, segment.done)
             self._wake.set()
         sealed = self._sealed.get(segment.tp, [])
@@ -356,7 +356,7 @@ class BatchSink:
         try:
             for future in earlier:
                 await future
-            result = await tracker.job.client.send(request, self._stopping, self._single_lane)
+            result = await tracker.job.client.send(request, self._stopping)
         except Abandoned:
             return
         except AuthenticationError as exc:
@@ -374,7 +374,7 @@ class BatchSink:
         if tracker.remaining == 0:
             self._on_done(tracker.job, tracker.rejected)
 
-    async def _deliver(self, segment: _Segment, lane: int) -> list[Rejected | None]:
+    async def _deliver(self, segment: _Segment) -> list[Rejected | None]:
         """Create the segment's import jobs (one per kind), wait for them, and return each
         item's outcome in the segment's order."""
         positions: dict[str, list[int]] = {}
@@ -383,7 +383,7 @@ class BatchSink:
         name = f"{segment.tp[0]}/{segment.tp[1]}/{segment.first}-{segment.last}"
         outcomes = await asyncio.gather(
             *(
-                self._import(segment, kind, [segment.items[i][1] for i in idx], name, lane)
+                self._import(segment, kind, [segment.items[i][1] for i in idx], name)
                 for kind, idx in positions.items()
             )
         )
@@ -394,14 +394,14 @@ class BatchSink:
         return results
 
     async def _import(
-        self, segment: _Segment, kind: str, requests: list[Request], name: str, lane: int
+        self, segment: _Segment, kind: str, requests: list[Request], name: str
     ) -> list[Rejected | None]:
         """One import job: create, wait, read its errors."""
         client = segment.client
         bodies = [request.body for request in requests]
         key = batch_key(kind, [request.idempotency_key for request in requests], name)
         content = orjson.dumps({"requests": bodies})
-        created = await client.call("POST", f"/v2/{kind}/batch", content, key, self._stopping, lane)
+        created = await client.call("POST", f"/v2/{kind}/batch", content, key, self._stopping)
         if isinstance(created, Rejected):
             log.warning(
                 "batch import rejected as a whole; sending its items one by one",
@@ -413,19 +413,19 @@ class BatchSink:
                     "error": created.message,
                 },
             )
-            return await self._one_by_one(client, requests, lane)
+            return await self._one_by_one(client, requests)
         job_id = str(orjson.loads(created.content)["job"]["id"])
         base = f"/v2/{kind}/batch/{job_id}"
-        status = await self._wait_for_job(client, base, lane)
+        status = await self._wait_for_job(client, base)
         if status is None:
             log.warning(
                 "batch import job vanished; sending its items one by one",
                 extra={"kind": kind, "job": job_id, "items": len(bodies)},
             )
-            return await self._one_by_one(client, requests, lane)
+            return await self._one_by_one(client, requests)
         if status == "COMPLETED":
             return [None] * len(bodies)
-        errors = await self._errors(client, base, lane)
+        errors = await self._errors(client, base)
         results, unmapped = map_errors(kind, bodies, errors)
         if unmapped:
             log.error(
@@ -435,33 +435,33 @@ class BatchSink:
         return results
 
     async def _one_by_one(
-        self, client: FullStoryClient, requests: list[Request], lane: int
+        self, client: FullStoryClient, requests: list[Request]
     ) -> list[Rejected | None]:
         """Fallback: each item to the single endpoint, in order (keeps each user's order)."""
-        return [await client.send(request, self._stopping, lane) for request in requests]
+        return [await client.send(request, self._stopping) for request in requests]
 
-    async def _wait_for_job(self, client: FullStoryClient, base: str, lane: int) -> str | None:
+    async def _wait_for_job(self, client: FullStoryClient, base: str) -> str | None:
         """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it."""
         while True:
             await self._sleep(self._poll_interval)
-            answer = await client.call("GET", base, None, None, self._stopping, lane)
+            answer = await client.call("GET", base, None, None, self._stopping)
             if isinstance(answer, Rejected):
                 return None
             status = str(orjson.loads(answer.content).get("job", {}).get("status", ""))
             if status in ("COMPLETED", "FAILED"):
                 return status
 
-    async def _errors(self, client: FullStoryClient, base: str, lane: int) -> list[dict[str, Any]]:
+    async def _errors(self, client: FullStoryClient, base: str) -> list[dict[str, Any]]:
         """Every error item of a finished job, page by page."""
         errors: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             path = f"{base}/errors" + (f"?page_token={quote(token, safe='')}" if token else "")
-            answer = await client.call("GET", path, None, None, self._stopping, lane)
+            answer = await client.call("GET", path, None, None, self._stopping)
             if isinstance(answer, Rejected):
                 log.error("cannot read a batch import's errors", extra={"path": base})
                 return errors
-            if answer.status_code == 202:  # results not ready yet
+            if answer.status == 202:  # results not ready yet
                 await self._sleep(self._poll_interval)
                 continue
             page = orjson.loads(answer.content)

@@ -39,9 +39,7 @@ class RealtimeSink:
         self._busy = 0
 
     def start(self) -> None:
-        self._workers = [
-            asyncio.create_task(self._work(q, lane)) for lane, q in enumerate(self._queues)
-        ]
+        self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
 
     def submit(self, job: Job) -> None:
         key = job.record.key
@@ -62,12 +60,12 @@ class RealtimeSink:
     def idle(self) -> bool:
         return self._busy == 0 and all(q.empty() for q in self._queues)
 
-    async def _work(self, queue: asyncio.Queue[Job], lane: int) -> None:
+    async def _work(self, queue: asyncio.Queue[Job]) -> None:
         while True:
             job = await queue.get()
             self._busy += 1
             try:
-                result = await self._deliver(job, lane)
+                result = await self._deliver(job)
             except Abandoned:
                 return  # only raised once the sink is closing
             except AuthenticationError as exc:
@@ -77,9 +75,9 @@ class RealtimeSink:
                 self._busy -= 1
             self._on_done(job, result)
 
-    async def _deliver(self, job: Job, lane: int) -> Rejected | None:
+    async def _deliver(self, job: Job) -> Rejected | None:
         for request in job.requests:
-            rejected = await job.client.send(request, self._stopping, lane)
+            rejected = await job.client.send(request, self._stopping)
             if rejected is not None:
                 return rejected
         return None
