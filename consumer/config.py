@@ -66,9 +66,9 @@ class Config:
     drain_timeout: float = 20.0
     log_format: str = "auto"
     batch_max_items: int = 5000
-    batch_linger: float = 1.0
+    batch_linger: float = 0.5
     batch_max_jobs: int = 20
-    batch_poll_interval: float = 0.5
+    batch_poll_interval: float = 2.0
 
     def registry_settings(self) -> RegistrySettings | None:
         """How to reach the Schema Registry (confluent framing), or None for a schema dir."""

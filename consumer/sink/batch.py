@@ -158,9 +158,9 @@ class BatchSink:
         on_fatal: Fatal,
         *,
         max_items: int = 5000,
-        linger: float = 1.0,
+        linger: float = 0.5,
         max_jobs_in_flight: int = 20,
-        poll_interval: float = 0.5,
+        poll_interval: float = 2.0,
         persist: Persist | None = None,
     ) -> None:
         if not 1 <= max_items <= MAX_ITEMS:
@@ -441,9 +441,13 @@ class BatchSink:
         return [await client.send(request, self._stopping) for request in requests]
 
     async def _wait_for_job(self, client: FullStoryClient, base: str) -> str | None:
-        """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it."""
+        """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it.
+        Quick jobs are seen done quickly, long ones cost few calls: the wait starts at 0.1 s
+        and grows by half each time up to `poll_interval`."""
+        wait = min(0.1, self._poll_interval)
         while True:
-            await self._sleep(self._poll_interval)
+            await self._sleep(wait)
+            wait = min(wait * 1.5, self._poll_interval)
             answer = await client.call("GET", base, None, None, self._stopping)
             if isinstance(answer, Rejected):
                 return None
