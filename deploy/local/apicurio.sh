@@ -21,10 +21,10 @@ MARKER="$APP/.complete"
 MIN_JAVA=21
 PROBE_PATH="/apis/ccompat/v7/subjects"
 
-die() {
-    echo "apicurio.sh: $*" >&2
-    exit 1
-}
+SERVICE=apicurio.sh
+ERROR_PATTERN=' (ERROR|FATAL) '
+# shellcheck source=lib/service.sh
+. "$HERE/lib/service.sh"
 
 usage() {
     sed -n '6,9p' "${BASH_SOURCE[0]}" >&2
@@ -104,35 +104,9 @@ find_java() {
     die "Apicurio Registry $VERSION needs Java $MIN_JAVA+; none found (set APICURIO_JAVA)"
 }
 
-process_running() {
-    local state
-    [[ -r "/proc/$1/stat" ]] || return 1
-    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
-}
-
 # True if PID is a live registry started for DATA_DIR (guards against pid reuse).
-registry_alive() {
-    local pid="$1" data_dir="$2"
-    process_running "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dlocal.data.dir=$data_dir "
-}
-
-wait_exit() {
-    local pid="$1" data_dir="$2" seconds="$3" i
-    for ((i = 0; i < seconds * 10; i++)); do
-        registry_alive "$pid" "$data_dir" || return 0
-        sleep 0.1
-    done
-    ! registry_alive "$pid" "$data_dir"
-}
-
-show_failure() {
-    local why="$1" log="$2"
-    echo "apicurio.sh: $why; first errors and last lines of $log:" >&2
-    grep -m 5 -E ' (ERROR|FATAL) ' "$log" >&2 || true
-    echo "..." >&2
-    tail -n 30 "$log" >&2
+alive() {
+    cmdline_has "$1" "-Dlocal.data.dir=$2 "
 }
 
 cmd_start() {
@@ -156,7 +130,7 @@ cmd_start() {
     mkdir -p "$data_dir"
     data_dir="$(cd "$data_dir" && pwd)"
     local pidfile="$data_dir/registry.pid" log="$data_dir/registry.log"
-    if [[ -f "$pidfile" ]] && registry_alive "$(cat "$pidfile")" "$data_dir"; then
+    if [[ -f "$pidfile" ]] && alive "$(cat "$pidfile")" "$data_dir"; then
         die "a registry is already running for $data_dir (pid $(cat "$pidfile"))"
     fi
     rm -f "$pidfile"
@@ -173,59 +147,8 @@ cmd_start() {
     local pid=$!
     echo "$pid" >"$pidfile"
 
-    local i
-    for ((i = 0; i < timeout * 4; i++)); do
-        if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port$PROBE_PATH"; then
-            echo "$pid"
-            return 0
-        fi
-        if ! process_running "$pid"; then
-            wait "$pid" 2>/dev/null || true
-            rm -f "$pidfile"
-            show_failure "registry exited during start-up" "$log"
-            exit 1
-        fi
-        sleep 0.25
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$pidfile"
-    show_failure "registry not answering $PROBE_PATH after ${timeout}s" "$log"
-    exit 1
-}
-
-cmd_stop() {
-    local data_dir="" timeout=30 signal=TERM
-    while (($#)); do
-        case "$1" in
-            --data-dir) data_dir="${2:?}"; shift 2 ;;
-            --timeout) timeout="${2:?}"; shift 2 ;;
-            --kill) signal=KILL; shift ;;
-            *) usage ;;
-        esac
-    done
-    [[ -n "$data_dir" ]] || usage
-    [[ "$timeout" =~ ^[0-9]+$ ]] || die "timeout must be an integer"
-    [[ -d "$data_dir" ]] || die "no such data dir: $data_dir"
-    data_dir="$(cd "$data_dir" && pwd)"
-    local pidfile="$data_dir/registry.pid" pid
-    if [[ ! -f "$pidfile" ]]; then
-        echo "apicurio.sh: no registry.pid in $data_dir; nothing to stop" >&2
-        return 0
-    fi
-    pid="$(cat "$pidfile")"
-    if ! registry_alive "$pid" "$data_dir"; then
-        echo "apicurio.sh: registry pid $pid is not running" >&2
-        rm -f "$pidfile"
-        return 0
-    fi
-    kill -"$signal" "$pid" 2>/dev/null || true
-    if ! wait_exit "$pid" "$data_dir" "$timeout"; then
-        echo "apicurio.sh: registry pid $pid ignored SIG$signal for ${timeout}s; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_exit "$pid" "$data_dir" 10 || die "registry pid $pid survived SIGKILL"
-    fi
-    rm -f "$pidfile"
+    await_ready "$pid" "$pidfile" "$timeout" "$log" registry \
+        curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port$PROBE_PATH"
 }
 
 main() {
@@ -235,7 +158,7 @@ main() {
     case "$cmd" in
         fetch) (($# == 0)) || usage; cmd_fetch ;;
         start) cmd_start "$@" ;;
-        stop) cmd_stop "$@" ;;
+        stop) cmd_stop_service registry.pid registry "$@" ;;
         java) (($# == 0)) || usage; find_java ;;
         *) usage ;;
     esac

@@ -19,10 +19,10 @@ LIBS="${KAFKA_LIBS_DIR:-$HERE/.cache/kafka-libs}"
 MARKER="$LIBS/.complete"
 READY_LINE="Kafka Server started"
 
-die() {
-    echo "kafka.sh: $*" >&2
-    exit 1
-}
+SERVICE=kafka.sh
+ERROR_PATTERN=' ERROR '
+# shellcheck source=lib/service.sh
+. "$HERE/lib/service.sh"
 
 usage() {
     sed -n '5,8p' "${BASH_SOURCE[0]}" >&2
@@ -65,28 +65,8 @@ cmd_fetch() {
 
 # True if PID is a live (non-zombie) broker started from DATA_DIR. Guards against pid reuse and
 # against zombies: our init may not reap a broker whose launching shell has already exited.
-broker_alive() {
-    local pid="$1" data_dir="$2"
-    process_running "$pid" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$data_dir/server.properties"
-}
-
-# True if PID exists and is not a zombie.
-process_running() {
-    local state
-    [[ -r "/proc/$1/stat" ]] || return 1
-    state="$(sed -E 's/^[0-9]+ \(.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != "Z" && "$state" != "X" ]]
-}
-
-# Wait up to SECONDS for PID to exit; returns 1 if it is still alive afterwards.
-wait_exit() {
-    local pid="$1" data_dir="$2" seconds="$3" i
-    for ((i = 0; i < seconds * 10; i++)); do
-        broker_alive "$pid" "$data_dir" || return 0
-        sleep 0.1
-    done
-    ! broker_alive "$pid" "$data_dir"
+alive() {
+    cmdline_has "$1" "$2/server.properties"
 }
 
 write_properties() {
@@ -116,14 +96,6 @@ EOF
 }
 
 # Print why start-up failed: the first ERROR lines (the cause; a stack trace buries it) and the tail.
-show_failure() {
-    local why="$1" log="$2"
-    echo "kafka.sh: $why; first errors and last lines of $log:" >&2
-    grep -m 5 -F ' ERROR ' "$log" >&2 || true
-    echo "..." >&2
-    tail -n 30 "$log" >&2
-}
-
 storage_tool() {
     java -cp "$LIBS/*" -Dlog4j2.configurationFile="$TOOLS_LOG4J" kafka.tools.StorageTool "$@"
 }
@@ -155,7 +127,7 @@ cmd_start() {
     local props="$data_dir/server.properties" pidfile="$data_dir/broker.pid"
     local log="$log_dir/broker.log" kraft_dir="$data_dir/kraft"
 
-    if [[ -f "$pidfile" ]] && broker_alive "$(cat "$pidfile")" "$data_dir"; then
+    if [[ -f "$pidfile" ]] && alive "$(cat "$pidfile")" "$data_dir"; then
         die "a broker is already running from $data_dir (pid $(cat "$pidfile"))"
     fi
     rm -f "$pidfile"
@@ -177,62 +149,7 @@ cmd_start() {
     local pid=$!
     echo "$pid" >"$pidfile"
 
-    local i
-    for ((i = 0; i < timeout * 4; i++)); do
-        if grep -qF "$READY_LINE" "$log"; then
-            echo "$pid"
-            return 0
-        fi
-        # Our own child, so the pid cannot be reused; its cmdline is not java's until it has
-        # exec'd, hence no cmdline check here.
-        if ! process_running "$pid"; then
-            wait "$pid" 2>/dev/null || true
-            rm -f "$pidfile"
-            show_failure "broker exited during start-up" "$log"
-            exit 1
-        fi
-        sleep 0.25
-    done
-    # Do not leave a half-started broker behind.
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    rm -f "$pidfile"
-    show_failure "broker not ready after ${timeout}s" "$log"
-    exit 1
-}
-
-cmd_stop() {
-    local data_dir="" timeout=30 signal=TERM
-    while (($#)); do
-        case "$1" in
-            --data-dir) data_dir="${2:?}"; shift 2 ;;
-            --timeout) timeout="${2:?}"; shift 2 ;;
-            --kill) signal=KILL; shift ;;
-            *) usage ;;
-        esac
-    done
-    [[ -n "$data_dir" ]] || usage
-    [[ "$timeout" =~ ^[0-9]+$ ]] || die "timeout must be an integer"
-    [[ -d "$data_dir" ]] || die "no such data dir: $data_dir"
-    data_dir="$(cd "$data_dir" && pwd)"
-    local pidfile="$data_dir/broker.pid" pid
-    if [[ ! -f "$pidfile" ]]; then
-        echo "kafka.sh: no broker.pid in $data_dir; nothing to stop" >&2
-        return 0
-    fi
-    pid="$(cat "$pidfile")"
-    if ! broker_alive "$pid" "$data_dir"; then
-        echo "kafka.sh: broker pid $pid is not running" >&2
-        rm -f "$pidfile"
-        return 0
-    fi
-    kill -"$signal" "$pid" 2>/dev/null || true
-    if ! wait_exit "$pid" "$data_dir" "$timeout"; then
-        echo "kafka.sh: broker pid $pid ignored SIG$signal for ${timeout}s; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_exit "$pid" "$data_dir" 10 || die "broker pid $pid survived SIGKILL"
-    fi
-    rm -f "$pidfile"
+    await_ready "$pid" "$pidfile" "$timeout" "$log" broker grep -qF "$READY_LINE" "$log"
 }
 
 main() {
@@ -242,7 +159,7 @@ main() {
     case "$cmd" in
         fetch) (($# == 0)) || usage; cmd_fetch ;;
         start) cmd_start "$@" ;;
-        stop) cmd_stop "$@" ;;
+        stop) cmd_stop_service broker.pid broker "$@" ;;
         *) usage ;;
     esac
 }
