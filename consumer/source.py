@@ -225,11 +225,12 @@ class KafkaSource:
         callback there."""
         if not commits:
             return
+        offsets = [TopicPartition(t, p, o, metadata=m) for t, p, o, m in commits]
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o, metadata=m) for t, p, o, m in commits],
-                asynchronous=asynchronous,
-            )
+            if asynchronous:  # two calls: the client's type hints overload on the literal
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
                 return
