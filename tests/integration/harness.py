@@ -22,12 +22,13 @@ ORG = "o-IT-na1"
 
 
 class ConsumerProcess:
-    """`fullstory-consumer run` as a child process (so tests can SIGKILL it)."""
+    """`fullstory-consumer run` as a child process (so tests can SIGKILL it). With topic None,
+    topics, group and hosts come from a `--config` file in `args`."""
 
     def __init__(
         self,
         bootstrap: str,
-        topic: str,
+        topic: str | None,
         group: str,
         api_host: str,
         log_path: Path,
@@ -36,23 +37,19 @@ class ConsumerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.extra_env = env or {}
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "consumer.cli",
-            "run",
-            "--bootstrap-servers",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group-id",
-            group,
-            "--api-host",
-            api_host,
-            "--log-format",
-            "json",
-            *args,
-        ]
+        self.cmd = [sys.executable, "-m", "consumer.cli", "run", "--log-format", "json"]
+        if topic is not None:
+            self.cmd += [
+                "--bootstrap-servers",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group-id",
+                group,
+                "--api-host",
+                api_host,
+            ]
+        self.cmd += args
         if settings is not None:
             self.cmd += ["--settings", str(settings)]
         self.log_path = log_path

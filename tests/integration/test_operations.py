@@ -49,7 +49,7 @@ def test_health_metrics_and_debug_log(
         kafka_broker.bootstrap_servers, topic_name, write_jsonl(tmp_path / "e.jsonl", events)
     )
     settings = tmp_path / "s.json"
-    settings.write_bytes(orjson.dumps({"debug": True}))
+    settings.write_bytes(orjson.dumps({"debug": True, "recordOnlyThisIFrame": True}))
     port = free_port()
     member = consumers(
         kafka_broker.bootstrap_servers,
@@ -111,3 +111,4 @@ def test_health_metrics_and_debug_log(
     assert len(mapped) == 40
     assert mapped[0]["body"]["name"] == "Ping"
     assert API_KEY not in log
+    assert log.count("recordOnlyThisIFrame only affects") == 1  # the browser-only setting
