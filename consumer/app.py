@@ -110,6 +110,8 @@ class Pipeline:
         self._committed: dict[TopicPartition, tuple[int, str]] = {}
         self._drained = False
         self._delivered_by_topic: dict[str, Any] = {}
+        self._finished_any = False
+        self._last_received_at: object = None
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""
@@ -214,6 +216,7 @@ class Pipeline:
                 self.metrics.batch_size.labels("consume").observe(len(messages))
                 self._process(messages)
             self._dlq.poll()
+            self._observe_progress()
             now = time.monotonic()
             if not explicit:
                 source.store(self._tracker.committable())
@@ -278,7 +281,7 @@ class Pipeline:
                 self._dead_letter(record, STAGE_DECODE, error.reason, "DecodeError", str(error))
                 continue
             decoded[topic] += 1
-            record.received_at = _epoch(event.get("receivedAt"))
+            record.received_at = event.get("receivedAt")
             dest = self._by_topic[topic]
             outcome = transform(event, dest.settings)
             if isinstance(outcome, Requests):
@@ -305,6 +308,20 @@ class Pipeline:
             metrics.records_decoded.labels(topic).inc(n)
         metrics.in_flight_records.set(self._in_flight)
         metrics.in_flight_bytes.set(self._in_flight_bytes)
+
+    def _observe_progress(self) -> None:
+        """Once per loop turn, not per record: the last-processed time, and the freshness of
+        the last delivered event (now minus its Segment receivedAt)."""
+        if self._finished_any:
+            self._finished_any = False
+            self.metrics.last_processed.set(time.time())
+        if self._last_received_at is not None:
+            received = _epoch(self._last_received_at)
+            self._last_received_at = None
+            if received is not None:
+                age = time.time() - received
+                self.metrics.freshness.set(age)
+                self.metrics.freshness_histogram.observe(age)
 
     @staticmethod
     def _log_requests(record: Record, requests: tuple[Request, ...]) -> None:
@@ -404,9 +421,7 @@ class Pipeline:
                 self._delivered_by_topic[record.topic] = delivered
             delivered.inc()
             if record.received_at is not None:
-                age = time.time() - record.received_at
-                metrics.freshness.set(age)
-                metrics.freshness_histogram.observe(age)
+                self._last_received_at = record.received_at
             self._finish(record)
             return
         self._dead_letter(
@@ -421,7 +436,7 @@ class Pipeline:
         self._in_flight -= 1
         self._in_flight_bytes -= record.size
         self._tracker.done(record.tp, record.offset, record.generation)
-        self.metrics.last_processed.set(time.time())
+        self._finished_any = True
 
     def _backpressure(self) -> None:
         """Pause every owned partition above the bounds; resume below half of them."""

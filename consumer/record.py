@@ -16,7 +16,7 @@ class Record:
     headers: list[tuple[str, bytes | None]] | None
     generation: int
     timestamp: float = 0.0  # Kafka record time, seconds
-    received_at: float | None = None  # Segment's receivedAt, seconds, for freshness
+    received_at: object = None  # Segment's receivedAt as sent, for the freshness metric
 
     @property
     def tp(self) -> tuple[str, int]:

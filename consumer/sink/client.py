@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -68,6 +69,7 @@ def _error_body(content: bytes) -> tuple[str, str]:
 
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+_STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 class FullStoryClient:
@@ -86,6 +88,8 @@ class FullStoryClient:
         self._api_host = api_host.rstrip("/")
         self._metrics = metrics
         self._backoff = backoff or Backoff()
+        self._latency_children: dict[str, Any] = {}
+        self._count_children: dict[tuple[str, str], Any] = {}
         self._session = aiohttp.ClientSession(
             base_url=self._api_host,
             headers={
@@ -98,6 +102,21 @@ class FullStoryClient:
             auto_decompress=True,
             raise_for_status=False,
         )
+
+    def _latency(self, endpoint: str) -> Any:
+        """The endpoint's latency histogram (labelled children cached: labels() costs)."""
+        child = self._latency_children.get(endpoint)
+        if child is None:
+            child = self._metrics.request_latency.labels(endpoint)
+            self._latency_children[endpoint] = child
+        return child
+
+    def _count(self, endpoint: str, status_class: str) -> None:
+        child = self._count_children.get((endpoint, status_class))
+        if child is None:
+            child = self._metrics.requests.labels(endpoint, status_class)
+            self._count_children[(endpoint, status_class)] = child
+        child.inc()
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -170,11 +189,11 @@ class FullStoryClient:
                     body = await response.read()
                     retry_header = response.headers.get("Retry-After")
             except _TRANSPORT_ERRORS as exc:
-                metrics.requests.labels(endpoint, "error").inc()
+                self._count(endpoint, "error")
                 cause = type(exc).__name__
             else:
-                metrics.request_latency.labels(endpoint).observe(time.perf_counter() - started)
-                metrics.requests.labels(endpoint, f"{status // 100}xx").inc()
+                self._latency(endpoint).observe(time.perf_counter() - started)
+                self._count(endpoint, _STATUS_CLASS.get(status // 100, "other"))
                 if status < 300:
                     return Reply(status, body)
                 if status in (401, 403):
