@@ -91,17 +91,12 @@ class OffsetTracker:
         part = self._partitions.get(tp)
         return len(part.pending) if part is not None else 0
 
-    def committable(
-        self, tps: list[TopicPartition] | None = None, *, changed_only: bool = True
-    ) -> list[tuple[str, int, int]]:
-        """(topic, partition, next offset) for each partition with a watermark (by default only
-        those that moved since last asked); marks them as handed out."""
+    def committable(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, next offset) for each partition whose watermark moved since last
+        asked; marks them as handed out."""
         out: list[tuple[str, int, int]] = []
-        for tp in self._partitions if tps is None else tps:
-            part = self._partitions.get(tp)
-            if part is None or part.watermark is None:
-                continue
-            if changed_only and part.watermark == part.committed:
+        for tp, part in self._partitions.items():
+            if part.watermark is None or part.watermark == part.committed:
                 continue
             part.committed = part.watermark
             out.append((tp[0], tp[1], part.watermark))

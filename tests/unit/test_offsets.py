@@ -65,13 +65,18 @@ def test_revoked_partition_is_not_committable() -> None:
     assert tracker.generation(TP) is None
 
 
-def test_full_watermarks_on_request() -> None:
+def test_position_is_the_first_offset_not_done() -> None:
     tracker = OffsetTracker()
+    assert tracker.position(TP) == (None, None)  # not owned
     gen = tracker.assign(TP)
-    tracker.track(TP, 0)
-    tracker.done(TP, 0, gen)
-    tracker.committable()
-    assert tracker.committable([TP], changed_only=False) == [("t", 0, 1)]
+    assert tracker.position(TP) == (None, None)  # nothing read yet
+    tracker.track(TP, 4, 100.0)
+    tracker.track(TP, 9, 200.0)
+    assert tracker.position(TP) == (4, 100.0)
+    tracker.done(TP, 9, gen)
+    assert tracker.position(TP) == (4, 100.0)  # 9 is done, 4 is not
+    tracker.done(TP, 4, gen)
+    assert tracker.position(TP) == (10, None)
 
 
 def test_random_ack_order_commits_exactly_the_done_prefix() -> None:
@@ -90,8 +95,5 @@ def test_random_ack_order_commits_exactly_the_done_prefix() -> None:
         prefix = 0
         while prefix < len(offsets) and offsets[prefix] in done:
             prefix += 1
-        got = tracker.committable([TP], changed_only=False)
-        if prefix == 0:
-            assert got == []
-        else:
-            assert got == [("t", 0, offsets[prefix - 1] + 1)]
+        position, _ = tracker.position(TP)
+        assert position == (offsets[prefix] if prefix < len(offsets) else offsets[-1] + 1)
