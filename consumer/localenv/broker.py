@@ -1,62 +1,39 @@
 """Python handle on deploy/local/kafka.sh: a single-node KRaft broker for tests and the demo.
 
-The script owns fetching jars, formatting storage and process control; this wrapper only picks
-ports, runs it, and turns failures into BrokerError carrying the script's log tail.
+The script owns fetching jars, formatting storage and process control; this class picks the
+ports (kept across restarts) and creates topics.
 """
 
 from __future__ import annotations
 
-import math
-import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # confluent_kafka.admin does not re-export it for mypy
 
 from consumer.localenv.ports import free_port
+from consumer.localenv.script import ScriptedService, ServiceError
 
-_FETCH_TIMEOUT_S = 900.0
-_STOP_TIMEOUT_S = 30
 _TOPIC_TIMEOUT_S = 60.0
 
 
-class BrokerError(RuntimeError):
+class BrokerError(ServiceError):
     """The local broker could not be fetched, started or stopped; the message has the log tail."""
 
 
-def kafka_script() -> Path:
-    """Locate deploy/local/kafka.sh; consumer/ sits at the repo root (editable install)."""
-    script = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kafka.sh"
-    if not script.is_file():
-        raise BrokerError(
-            f"{script} not found: the local Kafka broker (the demo, the tests) runs from a source "
-            "checkout; clone the repository and `pip install -e .` there"
-        )
-    return script
-
-
-def _run_script(args: list[str], timeout: float) -> str:
-    """Run kafka.sh with ARGS; return its stdout or raise BrokerError with its stderr."""
-    cmd = ["bash", str(kafka_script()), *args]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BrokerError(f"kafka.sh {args[0]} did not finish within {timeout:.0f}s") from exc
-    if proc.returncode != 0:
-        raise BrokerError(f"kafka.sh {args[0]} failed (exit {proc.returncode}):\n{proc.stderr}")
-    return proc.stdout
-
-
-class LocalBroker:
+class LocalBroker(ScriptedService):
     """A broker+controller JVM on 127.0.0.1 whose state lives in data_dir (kept across restarts)."""
+
+    script_name = "kafka.sh"
+    error = BrokerError
+    start_slack = 60.0  # formatting storage runs before the ready wait
 
     def __init__(
         self, data_dir: Path, port: int | None = None, controller_port: int | None = None
     ) -> None:
-        self.data_dir = Path(data_dir)
+        super().__init__(data_dir)
         self.port = port if port is not None else free_port()
         self.controller_port = controller_port if controller_port is not None else free_port()
         for _ in range(10):
@@ -67,52 +44,15 @@ class LocalBroker:
             raise BrokerError(f"port and controller port are both {self.port}")
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         self.log_file = self.data_dir / "logs" / "broker.log"
-        self.pid: int | None = None
 
-    def start(self, timeout: float = 120.0) -> None:
-        """Fetch jars if needed, then start and wait for the broker's ready line."""
-        _run_script(["fetch"], _FETCH_TIMEOUT_S)
-        out = _run_script(
-            [
-                "start",
-                "--port",
-                str(self.port),
-                "--controller-port",
-                str(self.controller_port),
-                "--data-dir",
-                str(self.data_dir),
-                "--timeout",
-                str(math.ceil(timeout)),
-            ],
-            # Formatting storage runs before the ready wait; give it room beyond `timeout`.
-            timeout + 60.0,
-        )
-        self.pid = int(out.split()[-1])
-
-    def stop(self, kill: bool = False) -> None:
-        """SIGTERM (or SIGKILL, for fault tests) the broker by pid and wait until it is gone."""
-        args = ["stop", "--data-dir", str(self.data_dir), "--timeout", str(_STOP_TIMEOUT_S)]
-        if kill:
-            args.append("--kill")
-        _run_script(args, _STOP_TIMEOUT_S + 30.0)
-        self.pid = None
+    def start_args(self) -> list[str]:
+        """The broker's listener and controller ports."""
+        return ["--port", str(self.port), "--controller-port", str(self.controller_port)]
 
     def restart(self) -> None:
         """Stop and start again with the same data dir and ports, so the data must survive."""
         self.stop()
         self.start()
-
-    def __enter__(self) -> LocalBroker:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 6) -> None:
