@@ -17,7 +17,6 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 POM="$HERE/apicurio/pom.xml"
 VERSION="$(sed -n 's:.*<apicurio.version>\(.*\)</apicurio.version>.*:\1:p' "$POM")"
 APP="${APICURIO_DIR:-$HERE/.cache/apicurio-$VERSION}"
-MARKER="$APP/.complete"
 MIN_JAVA=21
 PROBE_PATH="/apis/ccompat/v7/subjects"
 
@@ -31,43 +30,18 @@ usage() {
     exit 2
 }
 
-pom_digest() {
-    sha256sum "$POM" | cut -d' ' -f1
-}
-
-app_complete() {
-    [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]]
+unpack_archive() {
+    local tmp="$1" archive
+    archive="$(compgen -G "$tmp/apicurio-registry-app-*-all.tar.gz" | head -n 1)" ||
+        die "no apicurio-registry-app archive in $tmp"
+    tar -xzf "$archive" -C "$tmp"
+    rm -f "$archive"
+    [[ -f "$tmp/quarkus-run.jar" ]] || die "no quarkus-run.jar in the archive"
 }
 
 cmd_fetch() {
-    app_complete && return 0
-    command -v mvn >/dev/null || die "mvn not found on PATH"
-    mkdir -p "$(dirname "$APP")"
-    # Serialise concurrent fetches (parallel test sessions share the cache).
-    exec 9>"$APP.lock"
-    flock 9
-    if ! app_complete; then
-        local tmp="$APP.tmp.$$"
-        rm -rf "$tmp"
-        mkdir -p "$tmp/dl"
-        echo "apicurio.sh: resolving Apicurio Registry $VERSION into $APP" >&2
-        if ! mvn -B -q -Dstyle.color=never -f "$POM" \
-            org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
-            -DincludeScope=runtime -DoutputDirectory="$tmp/dl" >&2; then
-            rm -rf "$tmp"
-            die "maven could not resolve io.apicurio:apicurio-registry-app:$VERSION:tar.gz:all"
-        fi
-        local archive
-        archive="$(compgen -G "$tmp/dl/apicurio-registry-app-*-all.tar.gz" | head -n 1)" ||
-            die "no apicurio-registry-app archive in $tmp/dl"
-        tar -xzf "$archive" -C "$tmp"
-        rm -rf "$tmp/dl"
-        [[ -f "$tmp/quarkus-run.jar" ]] || die "no quarkus-run.jar in the archive"
-        pom_digest >"$tmp/.complete"
-        rm -rf "$APP"
-        mv "$tmp" "$APP"
-    fi
-    exec 9>&-
+    maven_fetch "$APP" "$POM" \
+        "Apicurio Registry $VERSION (io.apicurio:apicurio-registry-app:tar.gz:all)" unpack_archive
 }
 
 # The major version of the java binary $1 (17, 21, 25, ...), or nothing.

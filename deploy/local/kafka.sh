@@ -16,7 +16,6 @@ POM="$HERE/kafka/pom.xml"
 SERVER_LOG4J="$HERE/kafka/log4j2-server.xml"
 TOOLS_LOG4J="$HERE/kafka/log4j2-tools.xml"
 LIBS="${KAFKA_LIBS_DIR:-$HERE/.cache/kafka-libs}"
-MARKER="$LIBS/.complete"
 READY_LINE="Kafka Server started"
 
 SERVICE=kafka.sh
@@ -29,38 +28,12 @@ usage() {
     exit 2
 }
 
-pom_digest() {
-    # The marker records the pom it was made from, so editing versions triggers a re-fetch.
-    sha256sum "$POM" | cut -d' ' -f1
-}
-
-libs_complete() {
-    [[ -f "$MARKER" ]] && [[ "$(cat "$MARKER")" == "$(pom_digest)" ]]
+check_jars() {
+    compgen -G "$1/kafka_2.13-*.jar" >/dev/null || die "no kafka_2.13 jar in $1"
 }
 
 cmd_fetch() {
-    command -v mvn >/dev/null || die "mvn not found on PATH"
-    libs_complete && return 0
-    mkdir -p "$(dirname "$LIBS")"
-    # Serialise concurrent fetches (parallel test sessions share the cache).
-    exec 9>"$LIBS.lock"
-    flock 9
-    if ! libs_complete; then
-        local tmp="$LIBS.tmp.$$"
-        rm -rf "$tmp"
-        echo "kafka.sh: resolving Kafka jars into $LIBS" >&2
-        if ! mvn -B -q -Dstyle.color=never -f "$POM" \
-            org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
-            -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
-            rm -rf "$tmp"
-            die "maven could not resolve the Kafka jars"
-        fi
-        compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "no kafka_2.13 jar in $tmp"
-        pom_digest >"$tmp/.complete"
-        rm -rf "$LIBS"
-        mv "$tmp" "$LIBS"
-    fi
-    exec 9>&-
+    maven_fetch "$LIBS" "$POM" "Kafka jars" check_jars
 }
 
 # True if PID is a live (non-zombie) broker started from DATA_DIR. Guards against pid reuse and

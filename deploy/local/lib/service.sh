@@ -104,3 +104,43 @@ cmd_stop_service() {
     fi
     rm -f "$pidfile"
 }
+
+pom_digest() {
+    sha256sum "$1" | cut -d' ' -f1
+}
+
+# True if DEST holds what POM resolves to: its marker records the pom it was made from, so
+# editing a version triggers a new fetch.
+fetched() {
+    [[ -f "$1/.complete" ]] && [[ "$(cat "$1/.complete")" == "$(pom_digest "$2")" ]]
+}
+
+# maven_fetch DEST POM WHAT FINISH: resolve POM's runtime dependencies from Maven Central into
+# DEST once, serialised by a lock (parallel test sessions share the cache). FINISH TMP checks or
+# unpacks what Maven copied into TMP before it becomes DEST.
+maven_fetch() {
+    local dest="$1" pom="$2" what="$3" finish="$4"
+    fetched "$dest" "$pom" && return 0
+    command -v mvn >/dev/null || die "mvn not found on PATH"
+    mkdir -p "$(dirname "$dest")"
+    exec 9>"$dest.lock"
+    flock 9
+    if ! fetched "$dest" "$pom"; then
+        local tmp="$dest.tmp.$$"
+        rm -rf "$tmp"
+        mkdir -p "$tmp"
+        echo "$SERVICE: resolving $what into $dest" >&2
+        # The plugin is pinned: Maven 3.8's default is too old.
+        if ! mvn -B -q -Dstyle.color=never -f "$pom" \
+            org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies \
+            -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+            rm -rf "$tmp"
+            die "maven could not resolve $what"
+        fi
+        "$finish" "$tmp"
+        pom_digest "$pom" >"$tmp/.complete"
+        rm -rf "$dest"
+        mv "$tmp" "$dest"
+    fi
+    exec 9>&-
+}
