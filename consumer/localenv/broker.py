@@ -49,11 +49,6 @@ class LocalBroker(ScriptedService):
         """The broker's listener and controller ports."""
         return ["--port", str(self.port), "--controller-port", str(self.controller_port)]
 
-    def restart(self) -> None:
-        """Stop and start again with the same data dir and ports, so the data must survive."""
-        self.stop()
-        self.start()
-
 
 def create_topic(bootstrap: str, name: str, partitions: int = 6) -> None:
     """Create NAME (replication 1) and wait until every partition has a leader."""

@@ -36,7 +36,6 @@ class RealtimeSink:
         self._on_fatal = on_fatal
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
-        self._busy = 0
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
@@ -56,14 +55,9 @@ class RealtimeSink:
     def forget(self, tp: tuple[str, int]) -> None:
         """Nothing to forget (see `plan`)."""
 
-    @property
-    def idle(self) -> bool:
-        return self._busy == 0 and all(q.empty() for q in self._queues)
-
     async def _work(self, queue: asyncio.Queue[Job]) -> None:
         while True:
             job = await queue.get()
-            self._busy += 1
             try:
                 result = await self._deliver(job)
             except Abandoned:
@@ -71,8 +65,6 @@ class RealtimeSink:
             except AuthenticationError as exc:
                 self._on_fatal(exc)
                 continue
-            finally:
-                self._busy -= 1
             self._on_done(job, result)
 
     async def _deliver(self, job: Job) -> Rejected | None:
@@ -81,16 +73,6 @@ class RealtimeSink:
             if rejected is not None:
                 return rejected
         return None
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait until every submitted job has finished; False when the budget ran out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self.idle:
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(0.01)
-        return True
 
     async def close(self) -> None:
         """Abandon what is left (it stays uncommitted, so it is redelivered) and stop."""
