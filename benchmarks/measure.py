@@ -29,6 +29,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far per thread name (threads of one name summed, e.g. librdkafka's
+    `rdk:broker*`; the main thread as "main", other Python threads as "python"): shows which
+    thread a contender's CPU goes to."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            text = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        head, tail = text.rsplit(")", 1)
+        name = "main" if task.name == str(pid) else head.split("(", 1)[1].rstrip("0123456789-")
+        fields = tail.split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
     """Resident set (VmRSS) or its high-water mark (VmHWM) in MB; 0.0 once gone."""
     try:

@@ -42,6 +42,7 @@ from measure import (
     reap,
     rss_mb,
     stop_and_reap,
+    thread_cpu,
 )
 
 from consumer.localenv import LocalBroker, create_topic
@@ -92,8 +93,11 @@ class Run:
 class Env:
     """The broker, the emulator and the pre-loaded topic every contender reads."""
 
-    def __init__(self, workdir: Path, emulator_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, workdir: Path, emulator_args: tuple[str, ...] = (), service_args: Sequence[str] = ()
+    ) -> None:
         self.workdir = workdir
+        self.service_args = list(service_args)  # appended to every `fullstory-consumer run`
         self.broker = LocalBroker(workdir / "kafka")
         self.emulator = EmulatorProcess(api_keys=(KEY,), args=emulator_args)
         self.settings = workdir / "settings.json"
@@ -125,10 +129,12 @@ class Env:
 
 
 @contextlib.contextmanager
-def environment(emulator_args: tuple[str, ...] = ()) -> Iterator[Env]:
+def environment(
+    emulator_args: tuple[str, ...] = (), service_args: Sequence[str] = ()
+) -> Iterator[Env]:
     """Start the broker and the emulator in a temp dir; stop both whatever happens."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        env = Env(Path(tmp), emulator_args)
+        env = Env(Path(tmp), emulator_args, service_args)
         env.broker.start()
         try:
             env.emulator.start()
@@ -179,7 +185,7 @@ def service_command(
     ]
     if mode != "realtime":
         cmd += ["--delivery", mode]
-    return cmd
+    return cmd + env.service_args
 
 
 def spawn(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
@@ -203,6 +209,12 @@ class Window:
     emu_cpu_done: float
     committed: int
     done: bool
+    threads: dict[str, float] = field(default_factory=dict)
+
+
+def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per thread name within the window (the first process only)."""
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in sorted(after.items())}
 
 
 def watch(
@@ -215,6 +227,7 @@ def watch(
     """Poll until the group has committed `total` records (or timeout / a consumer exits)."""
     deadline = time.monotonic() + timeout
     first: tuple[float, float, float] | None = None
+    threads_first: dict[str, float] = {}
     committed = 0
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
@@ -224,13 +237,15 @@ def watch(
             if stats["total"] > 0:
                 cpu = sum(cpu_seconds(p.pid) for p in procs)
                 first = (time.time(), cpu, float(stats["process_cpu_seconds"]))
+                threads_first = thread_cpu(procs[0].pid)
             time.sleep(0.02)
             continue
         committed = watcher.committed()
         if committed >= total:
             now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
             emu = float(env.emulator_stats()["process_cpu_seconds"])
-            return Window(first[0], first[1], first[2], now, cpu, emu, committed, True)
+            threads = _thread_split(threads_first, thread_cpu(procs[0].pid))
+            return Window(first[0], first[1], first[2], now, cpu, emu, committed, True, threads)
         time.sleep(0.1)
     now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
     start = first or (now, cpu, 0.0)
@@ -302,7 +317,11 @@ def run_consumers(
         watcher.close()
     stats = env.emulator_stats()
     t_first, cpu_first = window.t_first_request, window.cpu_first_request
-    extra: dict[str, Any] = {"by_status": stats.get("by_status"), "replays": stats.get("replays")}
+    extra: dict[str, Any] = {
+        "by_status": stats.get("by_status"),
+        "replays": stats.get("replays"),
+        "thread_cpu_s": window.threads,
+    }
     first = _first_record(logs[0]) if self_reported_start else None
     if first is not None:
         extra["first_request_after_first_record_s"] = round(t_first - first[0], 3)
@@ -459,6 +478,8 @@ def main_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, i
             runs.setdefault(name, []).append(run)
             status = "ok" if run.ok else f"FAILED {run.note}"
             print(f"  {run.rate:,.0f}/s, {run.cpu_per_100k:.2f} CPU s/100k ({status})", flush=True)
+            if run.extra.get("thread_cpu_s"):
+                print(f"  CPU s by thread: {run.extra['thread_cpu_s']}", flush=True)
     best = {name: median_run(rs) for name, rs in runs.items()}
     print()
     print(table(best, total))
@@ -477,15 +498,24 @@ def _as_json(run: Run) -> dict[str, Any]:
 
 def memory_suite(args: argparse.Namespace, env: Env) -> Any:
     """Peak RSS of one consumer with a backlog of 1,000,000 vs 100,000 events, the emulator
-    rate-limited to a fraction of the consume rate; each run stops after `--memory-seconds`."""
+    accepting a fraction of the consume rate (realtime: a requests/s cap; batch: slow import
+    jobs); each run stops after `--memory-seconds`. `--only` picks the modes."""
     sizes = (100_000, 1_000_000) if not args.quick else (2_000, 20_000)
     results: list[dict[str, Any]] = []
-    modes = delivery_modes()
+    modes = [mode for mode in delivery_modes() if mode in args.only]
     topics = {size: (f"bench-mem-{size}", env.load(f"bench-mem-{size}", size)) for size in sizes}
     for mode in modes:
         for size in sizes:
             topic, ends = topics[size]
             httpx.post(f"{env.emulator.url}/emulator/reset", timeout=30).raise_for_status()
+            if mode == "batch":
+                # A requests/s cap does not slow a few large requests: FullStory is slow here
+                # by taking `--memory-batch-ms` to process each import job instead.
+                httpx.post(
+                    f"{env.emulator.url}/emulator/faults",
+                    json={"batch_processing_ms": args.memory_batch_ms},
+                    timeout=30,
+                ).raise_for_status()
             group = env.group(f"mem-{mode}")
             log = env.workdir / f"{group}.log"
             load = load_average()
@@ -511,6 +541,7 @@ def memory_suite(args: argparse.Namespace, env: Env) -> Any:
                     "seconds": args.memory_seconds,
                     "peak_rss_mb": exit_.peak_rss_mb,
                     "rss_last_mb": rss_series[-1] if rss_series else 0.0,
+                    "rss_series_mb": [round(v, 1) for v in rss_series],
                     "committed": committed,
                     "delivered_requests": stored_items(stats),
                     "by_status": stats["by_status"],
@@ -587,10 +618,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="also the backlog memory test")
     parser.add_argument("--memory-seconds", type=float, default=30.0)
     parser.add_argument("--memory-rate", type=float, default=1000.0, help="emulator req/s cap")
+    parser.add_argument(
+        "--memory-batch-ms", type=float, default=5000.0, help="emulator import job time (batch)"
+    )
     parser.add_argument("--scaling", action="store_true", help="also one vs two processes")
     parser.add_argument("--profile", action="store_true", help="also the service under cProfile")
     parser.add_argument("--no-suite", action="store_true", help="skip the main table")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--service-arg",
+        action="append",
+        default=[],
+        help="extra argument for every service run, e.g. --service-arg=-Xfetch.max.bytes=1048576",
+    )
     args = parser.parse_args(argv)
     args.only = tuple(args.only.split(","))
     args.results.mkdir(parents=True, exist_ok=True)
@@ -602,7 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events": args.events,
     }
     ok = True
-    with environment() as env:
+    with environment(service_args=args.service_arg) as env:
         topic = "bench-events"
         ends = env.load(topic, args.events)
         if not args.no_suite:
@@ -616,7 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["profile"] = profile_suite(env, topic, ends, args.results)
     if args.memory:
         rate = ("--rate-limit", str(args.memory_rate), "--burst", "100")
-        with environment(rate) as env:
+        with environment(rate, args.service_arg) as env:
             report["memory"] = memory_suite(args, env)
     report["load_at_end"] = load_average()
     path = args.results / f"run-{stamp}.json"

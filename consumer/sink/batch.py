@@ -62,6 +62,17 @@ class _Tracker:
 
 
 @dataclass(slots=True, eq=False)
+class _Item:
+    """One request of a segment, its body already JSON: several times smaller than the mapped
+    dict, and what is held for every in-flight record while import jobs run."""
+
+    tracker: _Tracker
+    kind: str
+    body: bytes
+    key: str
+
+
+@dataclass(slots=True, eq=False)
 class _Segment:
     """Consecutive records of one partition that become one import job per kind."""
 
@@ -71,16 +82,20 @@ class _Segment:
     after: asyncio.Future[None] | None  # the partition's last single request: created after it
     done: asyncio.Future[None]
     planned_last: int | None = None  # a restored segment ends exactly at this offset
-    items: list[tuple[_Tracker, Request]] = field(default_factory=list)
+    items: list[_Item] = field(default_factory=list)
     first: int = -1
     last: int = -1
 
-    def add(self, tracker: _Tracker, requests: list[Request]) -> None:
+    def add(self, tracker: _Tracker, requests: tuple[Request, ...]) -> None:
         offset = tracker.job.record.offset
         if not self.items:
             self.first = offset
         self.last = offset
-        self.items.extend((tracker, request) for request in requests)
+        for request in requests:
+            kind = KINDS[(request.method, request.path)]
+            # Copied to its exact size: the bytes orjson returns keep a 4 KiB buffer.
+            body = bytes(memoryview(orjson.dumps(request.body)))
+            self.items.append(_Item(tracker, kind, body, request.idempotency_key))
 
 
 def plan_metadata(ranges: list[tuple[int, int]]) -> str:
@@ -221,15 +236,18 @@ class BatchSink:
 
     def submit(self, job: Job) -> None:
         """Queue a job's requests; never blocks."""
-        tracker = _Tracker(job, len(job.requests))
-        if not job.requests:
+        requests = job.requests
+        if not requests:
             asyncio.get_running_loop().call_soon(self._on_done, job, None)
             return
+        tracker = _Tracker(job, len(requests))
         tp = job.record.tp
-        if any((r.method, r.path) not in KINDS for r in job.requests):
-            for request in job.requests:
+        if any((r.method, r.path) not in KINDS for r in requests):
+            for request in requests:
                 self._submit_single(tracker, request)
             return
+        # From here the requests live on as JSON in their segment only (see _Item).
+        tracker.job = Job(job.record, (), job.client)
         offset = job.record.offset
         segment = self._open.get(tp)
         plans = self._plans.get(tp)
@@ -241,7 +259,7 @@ class BatchSink:
         planned = plans[0] if plans and plans[0][0] <= offset else None
         if segment is not None and (
             (segment.planned_last is not None) != (planned is not None)
-            or (planned is None and len(segment.items) + len(job.requests) > self._max_items)
+            or (planned is None and len(segment.items) + len(requests) > self._max_items)
         ):
             self._seal(segment)
             segment = None
@@ -256,7 +274,7 @@ class BatchSink:
                 planned[1] if planned else None,
             )
             self._open[tp] = segment
-        segment.add(tracker, list(job.requests))
+        segment.add(tracker, requests)
         if planned is not None:
             if offset >= planned[1]:
                 assert plans is not None
@@ -342,8 +360,8 @@ class BatchSink:
             sealed.remove(segment)
             if not sealed:
                 del self._sealed[segment.tp]
-        for (tracker, _), result in zip(segment.items, results, strict=True):
-            self._settle(tracker, result)
+        for item, result in zip(segment.items, results, strict=True):
+            self._settle(item.tracker, result)
 
     async def _single(
         self,
@@ -378,12 +396,12 @@ class BatchSink:
         """Create the segment's import jobs (one per kind), wait for them, and return each
         item's outcome in the segment's order."""
         positions: dict[str, list[int]] = {}
-        for i, (_, request) in enumerate(segment.items):
-            positions.setdefault(KINDS[(request.method, request.path)], []).append(i)
+        for i, item in enumerate(segment.items):
+            positions.setdefault(item.kind, []).append(i)
         name = f"{segment.tp[0]}/{segment.tp[1]}/{segment.first}-{segment.last}"
         outcomes = await asyncio.gather(
             *(
-                self._import(segment, kind, [segment.items[i][1] for i in idx], name)
+                self._import(segment.client, kind, [segment.items[i] for i in idx], name)
                 for kind, idx in positions.items()
             )
         )
@@ -394,39 +412,43 @@ class BatchSink:
         return results
 
     async def _import(
-        self, segment: _Segment, kind: str, requests: list[Request], name: str
+        self, client: FullStoryClient, kind: str, items: list[_Item], name: str
     ) -> list[Rejected | None]:
-        """One import job: create, wait, read its errors."""
-        client = segment.client
-        bodies = [request.body for request in requests]
-        key = batch_key(kind, [request.idempotency_key for request in requests], name)
-        content = orjson.dumps({"requests": bodies})
-        created = await client.call("POST", f"/v2/{kind}/batch", content, key, self._stopping)
+        """One import job: create, wait, read its errors. The request body exists only while
+        the create is being sent."""
+        key = batch_key(kind, [item.key for item in items], name)
+        created = await client.call(
+            "POST",
+            f"/v2/{kind}/batch",
+            b'{"requests":[' + b",".join(item.body for item in items) + b"]}",
+            key,
+            self._stopping,
+        )
         if isinstance(created, Rejected):
             log.warning(
                 "batch import rejected as a whole; sending its items one by one",
                 extra={
                     "kind": kind,
-                    "items": len(bodies),
+                    "items": len(items),
                     "status": created.status,
                     "code": created.code,
                     "error": created.message,
                 },
             )
-            return await self._one_by_one(client, requests)
+            return await self._one_by_one(client, kind, items)
         job_id = str(orjson.loads(created.content)["job"]["id"])
         base = f"/v2/{kind}/batch/{job_id}"
         status = await self._wait_for_job(client, base)
         if status is None:
             log.warning(
                 "batch import job vanished; sending its items one by one",
-                extra={"kind": kind, "job": job_id, "items": len(bodies)},
+                extra={"kind": kind, "job": job_id, "items": len(items)},
             )
-            return await self._one_by_one(client, requests)
+            return await self._one_by_one(client, kind, items)
         if status == "COMPLETED":
-            return [None] * len(bodies)
+            return [None] * len(items)
         errors = await self._errors(client, base)
-        results, unmapped = map_errors(kind, bodies, errors)
+        results, unmapped = map_errors(kind, [orjson.loads(item.body) for item in items], errors)
         if unmapped:
             log.error(
                 "batch import errors that match no item of the batch; those items count as sent",
@@ -435,10 +457,14 @@ class BatchSink:
         return results
 
     async def _one_by_one(
-        self, client: FullStoryClient, requests: list[Request]
+        self, client: FullStoryClient, kind: str, items: list[_Item]
     ) -> list[Rejected | None]:
         """Fallback: each item to the single endpoint, in order (keeps each user's order)."""
-        return [await client.send(request, self._stopping) for request in requests]
+        results: list[Rejected | None] = []
+        for item in items:
+            answer = await client.call("POST", f"/v2/{kind}", item.body, item.key, self._stopping)
+            results.append(answer if isinstance(answer, Rejected) else None)
+        return results
 
     async def _wait_for_job(self, client: FullStoryClient, base: str) -> str | None:
         """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -401,6 +402,30 @@ def test_persist_runs_before_create_and_the_plan_empties_when_done() -> None:
         await env.wait_done(3)
         assert seen == [("fsc1:0-2", 0)]
         assert sink.plan(("t", 0)) == ""
+        await sink.close()
+
+    run(scenario)
+
+
+def test_waiting_items_hold_about_their_json_size_not_the_mapped_dicts() -> None:
+    """What bounds batch mode's memory: a record waiting for its import job costs about its
+    JSON body (the mapped dict is dropped, and orjson's 4 KiB output buffer is not kept)."""
+    body = {"name": "Order Completed", "properties": {f"p{i}": "x" * 20 for i in range(20)}}
+    size = len(orjson.dumps(body))
+    count = 2000
+
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=50_000, linger=60.0)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(count):
+                mapped = orjson.loads(orjson.dumps(body))  # a fresh dict, as the transform makes
+                sink.submit(env.job(i, Request("POST", "/v2/events", mapped, f"m{i}")))
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held / count < size + 600, f"{held / count:.0f} B per waiting item, JSON {size} B"
         await sink.close()
 
     run(scenario)
