@@ -1,11 +1,12 @@
-"""Idempotency keys: the same Segment message always yields the same keys.
+"""Idempotency keys: the same Segment message always yields the same key.
 
-A key is the UUIDv5 of `"{messageId}:{index}"` in `MESSAGE_NAMESPACE` (index = the request's
-position in the outcome). A `messageId` may be a non-empty string or an integer (its decimal
-string). Without one, the name is the SHA-256 of the event's canonical JSON (orjson, sorted keys)
-in a second namespace, so it can never collide with a real messageId. An event that orjson cannot
-encode (integers beyond 64 bits, nesting beyond 255 levels: never produced by the decoders) is
-hashed through the text of its requests instead, which is still deterministic.
+A key is the UUIDv5 of `"{messageId}:0"` in `MESSAGE_NAMESPACE` (0 = the request's position in
+the outcome: every outcome holds one request). A `messageId` may be a non-empty string or an
+integer (its decimal string). Without one, the messageId's place is taken by the SHA-256 of the
+event's canonical JSON (orjson, sorted keys) in a second namespace, so it can never collide with a
+real messageId. An event that orjson cannot encode (integers beyond 64 bits, nesting beyond 255
+levels: never produced by the decoders) is hashed through the text of its request instead
+(`repr([(method, path, body)])`), which is still deterministic.
 
 The key depends on nothing else: changing the destination settings and replaying a message within
 FullStory's 24-hour idempotency window sends a different body under the same key, which FullStory
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
 
 import orjson
 
@@ -27,17 +27,16 @@ _HASH_NS = HASH_NAMESPACE.bytes
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 
+# The RFC 4122 variant bits (10xx) set on the top hex digit of the clock sequence.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def _uuid5(namespace: bytes, name: str) -> str:
-    """uuid.uuid5(namespace, name) as a string, without building UUID objects (hot path)."""
-    digest = bytearray(
-        hashlib.sha1(
-            namespace + name.encode("utf-8", "surrogatepass"), usedforsecurity=False
-        ).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """str(uuid.uuid5(namespace, name)), stamped straight onto the hex digest (hot path)."""
+    text = hashlib.sha1(
+        namespace + name.encode("utf-8", "surrogatepass"), usedforsecurity=False
+    ).hexdigest()
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
 
 
 def message_id(event: dict[str, object]) -> str | None:
@@ -53,16 +52,13 @@ def message_id(event: dict[str, object]) -> str | None:
     return None
 
 
-def idempotency_keys(
-    event: dict[str, object], requests: Sequence[tuple[str, str, object]]
-) -> list[str]:
-    """One key per request (method, path, body) of `event`, in order."""
+def idempotency_key(event: dict[str, object], request: tuple[str, str, object]) -> str:
+    """The key of `event`'s one request (method, path, body)."""
     base = message_id(event)
     if base is not None:
-        return [_uuid5(_MESSAGE_NS, f"{base}:{index}") for index in range(len(requests))]
+        return _uuid5(_MESSAGE_NS, base + ":0")
     try:
         canonical = orjson.dumps(event, option=_CANONICAL)
     except (TypeError, orjson.JSONEncodeError):
-        canonical = repr(list(requests)).encode("utf-8", "surrogatepass")
-    digest = hashlib.sha256(canonical).hexdigest()
-    return [_uuid5(_HASH_NS, f"{digest}:{index}") for index in range(len(requests))]
+        canonical = repr([request]).encode("utf-8", "surrogatepass")
+    return _uuid5(_HASH_NS, hashlib.sha256(canonical).hexdigest() + ":0")

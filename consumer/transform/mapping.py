@@ -34,9 +34,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from consumer.transform.idempotency import idempotency_keys
+from consumer.transform.idempotency import idempotency_key
 from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
-from consumer.transform.properties import cut_text, normalise
+from consumer.transform.properties import SAFE_TEXT_LEN, cut_text, normalise
 from consumer.transform.settings import DestinationSettings
 from consumer.transform.timestamps import event_timestamp
 
@@ -56,6 +56,11 @@ DESTINATION_NAMES = frozenset(
 USERS_PATH = "/v2/users"
 EVENTS_PATH = "/v2/events"
 IDENTIFY_ALWAYS_DROPPED = frozenset(("id", "displayName"))
+# Trait keys identify drops: [name became the display name][email became the email field].
+IDENTIFY_DROPPED = (
+    (IDENTIFY_ALWAYS_DROPPED, IDENTIFY_ALWAYS_DROPPED | {"email"}),
+    (IDENTIFY_ALWAYS_DROPPED | {"name"}, IDENTIFY_ALWAYS_DROPPED | {"name", "email"}),
+)
 # page/screen: (word in the event name, property naming the page or screen)
 VIEW_KINDS: dict[str, tuple[str, str]] = {
     "page": ("Page", "pageName"),
@@ -97,7 +102,9 @@ def id_string(value: object) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    return cut_text(value) if type(value) is str and value else None
+    if type(value) is not str or not value:
+        return None
+    return value if len(value) <= SAFE_TEXT_LEN else cut_text(value)
 
 
 def _version(value: object) -> str | None:
@@ -126,41 +133,48 @@ def _coordinate(limit: float) -> Callable[[object], float | int | None]:
 
 
 Converter = Callable[[object], object]
-# FullStory context part → fields: (FullStory field, Segment context path, converter)
-CONTEXT_MAP: tuple[tuple[str, tuple[tuple[str, tuple[str, ...], Converter], ...]], ...] = (
+# FullStory context part → where its fields come from, in the part's field order:
+# (Segment context key holding an object, or None for the context itself,
+#  ((FullStory field, key in that object, converter), ...)).
+# A Segment object feeding several fields is looked up once; a missing one skips them all.
+ContextSource = tuple[str | None, tuple[tuple[str, str, Converter], ...]]
+CONTEXT_MAP: tuple[tuple[str, tuple[ContextSource, ...]], ...] = (
     (
         "browser",
         (
-            ("url", ("page", "url"), _text),
-            ("user_agent", ("userAgent",), _text),
-            ("initial_referrer", ("page", "referrer"), _text),
+            ("page", (("url", "url", _text),)),
+            (None, (("user_agent", "userAgent", _text),)),
+            ("page", (("initial_referrer", "referrer", _text),)),
         ),
     ),
     (
         "mobile",
-        (
-            ("app_name", ("app", "name"), _text),
-            ("app_version", ("app", "version"), _version),
-        ),
+        (("app", (("app_name", "name", _text), ("app_version", "version", _version))),),
     ),
     (
         "device",
         (
-            ("manufacturer", ("device", "manufacturer"), _text),
-            ("model", ("device", "model"), _text),
-            ("screen_width", ("screen", "width"), _dimension),
-            ("screen_height", ("screen", "height"), _dimension),
+            ("device", (("manufacturer", "manufacturer", _text), ("model", "model", _text))),
+            (
+                "screen",
+                (("screen_width", "width", _dimension), ("screen_height", "height", _dimension)),
+            ),
         ),
     ),
     (
         "location",
         (
-            ("ip_address", ("ip",), _text),
-            ("city", ("location", "city"), _text),
-            ("region", ("location", "region"), _text),
-            ("country", ("location", "country"), _text),
-            ("latitude", ("location", "latitude"), _coordinate(90)),
-            ("longitude", ("location", "longitude"), _coordinate(180)),
+            (None, (("ip_address", "ip", _text),)),
+            (
+                "location",
+                (
+                    ("city", "city", _text),
+                    ("region", "region", _text),
+                    ("country", "country", _text),
+                    ("latitude", "latitude", _coordinate(90)),
+                    ("longitude", "longitude", _coordinate(180)),
+                ),
+            ),
         ),
     ),
 )
@@ -171,18 +185,20 @@ def map_context(context: object) -> dict[str, dict[str, object]] | None:
     if type(context) is not dict or not context:
         return None
     out: dict[str, dict[str, object]] = {}
-    for part, part_fields in CONTEXT_MAP:
-        mapped: dict[str, object] = {}
-        for field, path, convert in part_fields:
-            value: object = context.get(path[0])
-            if len(path) == 2:
-                value = value.get(path[1]) if type(value) is dict else None
-            if value is not None:
-                converted = convert(value)
-                if converted is not None:
-                    mapped[field] = converted
-        if mapped:
-            out[part] = mapped
+    for part, sources in CONTEXT_MAP:
+        mapped: dict[str, object] | None = None  # made at the part's first field
+        for key, fields in sources:
+            source = context if key is None else context.get(key)
+            if type(source) is not dict:
+                continue
+            for field, name, convert in fields:
+                value = source.get(name)
+                if value is not None:
+                    converted = convert(value)
+                    if converted is not None:
+                        if mapped is None:
+                            mapped = out[part] = {}
+                        mapped[field] = converted
     return out or None
 
 
@@ -214,14 +230,10 @@ def integrations_allow(integrations: object) -> bool:
     return named or not all_off
 
 
-def _finish(event: dict[str, Any], parts: list[tuple[str, str, dict[str, Any] | None]]) -> Requests:
-    keys = idempotency_keys(event, parts)
-    return Requests(
-        tuple(
-            Request(method, path, body, key)
-            for (method, path, body), key in zip(parts, keys, strict=True)
-        )
-    )
+def _send(event: dict[str, Any], method: str, path: str, body: dict[str, Any] | None) -> Requests:
+    """The outcome of an event that maps to this one request."""
+    key = idempotency_key(event, (method, path, body))
+    return Requests((Request(method, path, body, key),))
 
 
 def _event_body(
@@ -271,12 +283,12 @@ def _identify(
     body: dict[str, Any] = {}
     if uid is not None:
         body["uid"] = uid
-    dropped = IDENTIFY_ALWAYS_DROPPED
+    name_used = False
     display_name = _stripped(traits.get("displayName"))
     if not display_name:
         display_name = _stripped(traits.get("name"))
         if display_name:
-            dropped = dropped | {"name"}
+            name_used = True
         else:
             first, last = _stripped(traits.get("firstName")), _stripped(traits.get("lastName"))
             if first and last:
@@ -284,15 +296,16 @@ def _identify(
     if display_name:
         body["display_name"] = display_name[:MAX_DISPLAY_NAME]
     email = traits.get("email")
-    if type(email) is str and 0 < len(email) <= MAX_EMAIL:
+    email_used = type(email) is str and 0 < len(email) <= MAX_EMAIL
+    if email_used:
         body["email"] = email
-        dropped = dropped | {"email"}
     extra: tuple[tuple[str, object], ...] = (("segmentAnonymousId", anon),) if anon else ()
+    dropped = IDENTIFY_DROPPED[name_used][email_used]
     properties, schema = normalise(traits, skip=dropped, extra=extra)
     body["properties"] = properties
     if schema:
         body["schema"] = {"properties": schema}
-    return _finish(event, [("POST", USERS_PATH, body)])
+    return _send(event, "POST", USERS_PATH, body)
 
 
 def _track(event: dict[str, Any], settings: DestinationSettings, uid: str | None) -> Outcome:
@@ -300,8 +313,8 @@ def _track(event: dict[str, Any], settings: DestinationSettings, uid: str | None
     if type(name) is not str or not name:
         return MISSING_EVENT_NAME
     properties, schema = normalise(event.get("properties"))
-    return _finish(
-        event, [("POST", EVENTS_PATH, _event_body(event, settings, name, properties, schema, uid))]
+    return _send(
+        event, "POST", EVENTS_PATH, _event_body(event, settings, name, properties, schema, uid)
     )
 
 
@@ -334,9 +347,11 @@ def _view(
     if view_name is not None:
         extra.append((label, view_name))
     properties, schema = normalise(event.get("properties"), extra=tuple(extra))
-    return _finish(
+    return _send(
         event,
-        [("POST", EVENTS_PATH, _event_body(event, settings, event_name, properties, schema, uid))],
+        "POST",
+        EVENTS_PATH,
+        _event_body(event, settings, event_name, properties, schema, uid),
     )
 
 
@@ -359,7 +374,7 @@ def _group(event: dict[str, Any], settings: DestinationSettings) -> Outcome:
     body: dict[str, Any] = {"uid": user_id, "properties": properties}
     if schema:
         body["schema"] = {"properties": schema}
-    return _finish(event, [("POST", USERS_PATH, body)])
+    return _send(event, "POST", USERS_PATH, body)
 
 
 def _delete(event: dict[str, Any], settings: DestinationSettings) -> Outcome:
@@ -371,7 +386,7 @@ def _delete(event: dict[str, Any], settings: DestinationSettings) -> Outcome:
     if len(user_id) > MAX_UID:
         return INVALID_UID
     path = f"{USERS_PATH}?uid={quote(user_id, safe='', errors='surrogatepass')}"
-    return _finish(event, [("DELETE", path, None)])
+    return _send(event, "DELETE", path, None)
 
 
 _IDENTIFIED = frozenset(("identify", "track", "page", "screen"))
@@ -385,7 +400,8 @@ def transform(event: object, settings: DestinationSettings) -> Outcome:
     kind = event.get("type")
     if type(kind) is not str or (kind not in _IDENTIFIED and kind not in _OTHER):
         return INVALID_EVENT
-    if not integrations_allow(event.get("integrations")):
+    integrations = event.get("integrations")
+    if integrations and not integrations_allow(integrations):  # usually {}: no call
         return INTEGRATIONS_DISABLED
     if kind in _OTHER:
         if kind == "group":

@@ -22,10 +22,10 @@ Choices the spec leaves open:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from itertools import chain
+from math import isfinite
 from typing import Any
 
 import orjson
@@ -58,14 +58,14 @@ _NAME_CACHE_LIMIT = 16384
 _DROP = object()
 _PLAIN_TYPES = frozenset((str, int, float, bool, dict, list, type(None)))
 # A str of n code points is at most 4n UTF-8 bytes: shorter ones never need encoding.
-_SAFE_LEN = MAX_VALUE_BYTES // 4
+SAFE_TEXT_LEN = MAX_VALUE_BYTES // 4
 
 Schema = dict[str, str]
 
 
 def cut_text(text: str) -> str:
     """`text` cut to 8192 UTF-8 bytes on a character boundary."""
-    if len(text) <= _SAFE_LEN:
+    if len(text) <= SAFE_TEXT_LEN:
         return text
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) <= MAX_VALUE_BYTES:
@@ -108,7 +108,7 @@ def _array(items: list[Any]) -> tuple[object, str | None]:
         for item in items:
             if type(item) is not str:
                 break
-            if len(item) > _SAFE_LEN:
+            if len(item) > SAFE_TEXT_LEN:
                 long_item = True
             if dates and not (
                 len(item) >= _MIN_DATETIME_LEN and item[10] == "T" and is_datetime(item)
@@ -137,7 +137,7 @@ def _array(items: list[Any]) -> tuple[object, str | None]:
                     representable = False
             elif kind is float:
                 only_ints = False
-                if not math.isfinite(item):
+                if not isfinite(item):
                     representable = False
             else:
                 break
@@ -206,17 +206,17 @@ def _object(
             kind = type(value)
         inferred: str | None = None
         if kind is str:
-            if len(value) > _SAFE_LEN:
+            if len(value) > SAFE_TEXT_LEN:
                 value = cut_text(value)
             if len(value) >= _MIN_DATETIME_LEN and value[10] == "T" and is_datetime(value):
                 inferred = "date"
+        elif kind is float:
+            if not isfinite(value):
+                continue
         elif kind is int:
             if not INT_MIN <= value <= INT_MAX:
                 continue
             inferred = "int"
-        elif kind is float:
-            if not math.isfinite(value):
-                continue
         elif kind is dict:
             if depth >= MAX_DEPTH:
                 continue
@@ -256,13 +256,13 @@ def normalise(
     """
     if schema is None:
         schema = {}
-    if isinstance(source, Mapping):
-        items: Iterable[tuple[Any, object]] = source.items()
-    else:
-        items = ()
+    # `type is dict` first: the ABC check costs more than the rest of an empty call.
+    items: Iterable[tuple[Any, object]] = (
+        source.items() if type(source) is dict or isinstance(source, Mapping) else ()
+    )
     if skip:
         items = [(key, value) for key, value in items if key not in skip]
     if extra:
         items = chain(items, extra)
-    depth = prefix.count(".") + 1
+    depth = prefix.count(".") + 1 if prefix else 1
     return _object(items, prefix, schema, depth), schema

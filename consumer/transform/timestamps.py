@@ -26,6 +26,11 @@ _LENIENT = re.compile(
 _STRICT = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(?:Z|[+-](\d{2}):(\d{2}))"
 ).fullmatch
+# Segment's own form, YYYY-MM-DDTHH:MM:SS.mmmZ (24 characters), with every field in range.
+_CANONICAL = re.compile(
+    r"(?!0000)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+).fullmatch
 # The shortest strict form is 2024-01-02T03:04Z (17 characters).
 MIN_DATETIME_LEN = 17
 TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
@@ -41,6 +46,16 @@ def _valid(year: int, month: int, day: int, hour: int, minute: int, second: int)
     if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
         return 1 <= day <= 29
     return 1 <= day <= _DAYS_IN_MONTH[month]
+
+
+def _is_canonical(text: str) -> bool:
+    """Segment's own form naming a real instant: its own normalised form and a valid date-time,
+    so both parsers answer it without their full paths (the hot path)."""
+    return (
+        len(text) == 24
+        and _CANONICAL(text) is not None
+        and (text[8:10] < "29" or _valid(int(text[:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0))
+    )
 
 
 def _format(moment: datetime, millis: str) -> str:
@@ -79,7 +94,7 @@ def _parse_text(text: str) -> str | None:
 def parse_timestamp(value: object) -> str | None:
     """One Segment time value as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, cut to ms), or None."""
     if type(value) is str:
-        return _parse_text(value)
+        return value if _is_canonical(value) else _parse_text(value)
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             moment = _EPOCH + timedelta(milliseconds=value)
@@ -104,6 +119,8 @@ def is_datetime(text: str) -> bool:
     """True when a property string is an RFC 3339 date-time naming a real instant."""
     if len(text) < MIN_DATETIME_LEN or text[10] != "T" or text[4] != "-":
         return False
+    if _is_canonical(text):
+        return True
     match = _STRICT(text)
     if match is None:
         return False
