@@ -8,15 +8,17 @@ Idempotency-Key the service sends. Quix flushes a sink batch per partition at ev
 then commits; `write` sends a batch's requests concurrently over 32 keep-alive connections, one
 lane per Kafka key so each user's requests keep their order, as the service's realtime lanes do.
 
-The sink uses the service's HTTP client, aiohttp (one `ClientSession` with a keep-alive
-`TCPConnector` of 32 connections, on one asyncio event loop the sink owns for its whole life), so
-CPU per event compares the two pipelines rather than two HTTP clients. 408, 429, 5xx and network
-errors are retried in place with capped exponential backoff (Retry-After as a floor), so a batch
-is never dropped and replayed; Quix's `SinkBackpressureError` would re-send the whole batch.
+The sink sends with aiohttp, the fastest general asyncio HTTP client we measured (one
+`ClientSession` with a keep-alive `TCPConnector` of 32 connections, on one asyncio event loop the
+sink owns for its whole life). The service sends with its own httptools-based keep-alive transport
+(`consumer/sink/transport.py`): that is one of the hot-path optimisations being measured, not
+something a Quix user would find in Quix's docs. 408, 429, 5xx and network errors are retried in
+place with capped exponential backoff (Retry-After as a floor), so a batch is never dropped and
+replayed; Quix's `SinkBackpressureError` would re-send the whole batch.
 
 Tuning, from Quix's docs: `commit_interval` 1 s (the service's auto-commit cadence, so the "all
 committed" moment lags alike), no changelog topics (the job is stateless), `auto_offset_reset`
-earliest, a 16 MiB prefetch queue like the service's.
+earliest, and the service's librdkafka prefetch bounds (4 MiB queued, 4 MiB per fetch).
 
     python benchmarks/peer_quix.py --bootstrap-servers B --topic T --group-id G \
         --api-host URL --api-key K
@@ -154,7 +156,10 @@ def run(args: argparse.Namespace) -> None:
         consumer_group=args.group_id,
         auto_offset_reset="earliest",
         commit_interval=args.commit_interval,
-        consumer_extra_config={"queued.max.messages.kbytes": 16384},
+        consumer_extra_config={
+            "queued.max.messages.kbytes": 4096,
+            "fetch.max.bytes": 4 * 1024 * 1024,
+        },
         use_changelog_topics=False,
         loglevel="WARNING",
     )

@@ -40,8 +40,10 @@ _DEFAULTS = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
     "auto.commit.interval.ms": 1000,
-    # Bound librdkafka's prefetch: the default 64 MiB per consumer defeats backpressure.
-    "queued.max.messages.kbytes": 16384,
+    # Bound librdkafka's prefetch: the defaults (64 MiB queued, 50 MiB per fetch) defeat
+    # backpressure and make memory grow with the backlog; a few MiB keep up with ~50k events/s.
+    "queued.max.messages.kbytes": 4096,
+    "fetch.max.bytes": 4 * 1024 * 1024,
     "session.timeout.ms": 45000,
     "max.poll.interval.ms": 300000,
 }
