@@ -159,6 +159,9 @@ def test_cut_text_leaves_short_strings_alone() -> None:
         "2024-05-17T16:30:05+02:00",
         "2024-05-17T16:30:05-11:30",
         "2024-02-29T00:00:00Z",
+        "2024-02-29T00:00:00.000Z",  # Segment's own form (its fast path) from here on
+        "2024-05-31T23:59:59.999Z",
+        "2000-02-29T12:00:00.000Z",
     ],
 )
 def test_date_time_strings_are_declared_date(text: str) -> None:
@@ -179,6 +182,12 @@ def test_date_time_strings_are_declared_date(text: str) -> None:
         "2024-01-02T03:04:05Zjunk",
         "0000-01-01T00:00:00Z",
         "yesterday",
+        "2023-02-29T00:00:00.000Z",  # Segment's own form (its fast path) from here on
+        "1900-02-29T00:00:00.000Z",
+        "2024-06-31T00:00:00.000Z",
+        "0000-01-01T00:00:00.000Z",
+        "2024-01-02T24:00:00.000Z",
+        "2024-01-02T03:04:05.678z",
     ],
 )
 def test_other_strings_are_not_declared(text: str) -> None:
