@@ -454,6 +454,7 @@ class Pipeline:
         if over and not self._paused:
             self._paused = True
             source.pause(self._tracker.owned())
+            self._sink.flush()  # nothing more can join what is waiting to be grouped
             self.metrics.paused_partitions.set(len(self._tracker.owned()))
         elif under and self._paused:
             self._paused = False

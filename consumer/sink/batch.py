@@ -234,6 +234,14 @@ class BatchSink:
         """The partition is no longer ours: its plan belongs to the next owner."""
         self._plans.pop(tp, None)
 
+    def flush(self) -> None:
+        """Seal every open segment now instead of after its linger: the app calls this when it
+        pauses the partitions, so no more records could join them. A segment re-forming a
+        restored plan stays open: it must end exactly where its plan says."""
+        for segment in list(self._open.values()):
+            if segment.planned_last is None:
+                self._seal(segment)
+
     def submit(self, job: Job) -> None:
         """Queue a job's requests; never blocks."""
         requests = job.requests

@@ -55,6 +55,9 @@ class RealtimeSink:
     def forget(self, tp: tuple[str, int]) -> None:
         """Nothing to forget (see `plan`)."""
 
+    def flush(self) -> None:
+        """Nothing waits to be grouped: every job is sent as soon as its lane is free."""
+
     async def _work(self, queue: asyncio.Queue[Job]) -> None:
         while True:
             job = await queue.get()

@@ -429,3 +429,21 @@ def test_waiting_items_hold_about_their_json_size_not_the_mapped_dicts() -> None
         await sink.close()
 
     run(scenario)
+
+
+def test_flush_seals_open_segments_at_once_instead_of_after_the_linger() -> None:
+    """The app flushes when it pauses the partitions: no more records could join."""
+
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=1000, linger=60.0)
+        sink.start()
+        for i in range(3):
+            sink.submit(env.job(i, event("f", i)))
+        await asyncio.sleep(0.2)
+        assert not env.done  # lingering
+        sink.flush()
+        await env.wait_done(3, timeout=5.0)
+        assert len(env.log("/v2/events/batch")) == 1
+        await sink.close()
+
+    run(scenario)
