@@ -296,6 +296,7 @@ def run_consumers(
     ends: dict[tuple[str, int], int],
     timeout: float,
     self_reported_start: bool = False,
+    faults: dict[str, Any] | None = None,
 ) -> Run:
     """Run one or more consumer processes of one group until all is committed, then SIGTERM.
 
@@ -305,6 +306,10 @@ def run_consumers(
     """
     total = sum(ends.values())
     httpx.post(f"{env.emulator.url}/emulator/reset", timeout=30).raise_for_status()
+    if faults:
+        httpx.post(
+            f"{env.emulator.url}/emulator/faults", json=faults, timeout=30
+        ).raise_for_status()
     group = cmds[0][cmds[0].index("--group-id") + 1]
     watcher = CommitWatcher(env.bootstrap, group, ends)
     load = load_average()
@@ -559,22 +564,32 @@ def memory_suite(args: argparse.Namespace, env: Env) -> Any:
 
 
 def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, int]) -> Any:
-    """Events/s of one consumer process vs two in one group, on the 6-partition topic."""
+    """Events/s of one consumer process vs two in one group, on the 6-partition topic: once
+    with an instant emulator (CPU-bound: both processes share this machine's cores with the
+    broker and the emulator), and once per `--scaling-latency-ms` with that FullStory response
+    time (bound by each process's lanes and the latency, as against the real API)."""
     total = sum(ends.values())
     timeout = max(180.0, total / 400)
     out = []
-    for mode in delivery_modes():
-        row: dict[str, Any] = {"mode": mode}
-        for procs in (1, 2):
-            group = env.group(f"scale{procs}-{mode}")
-            cmds = [service_command(env, topic, group, mode) for _ in range(procs)]
-            print(f"scaling: {mode}, {procs} process(es) (load {load_average()})", flush=True)
-            run = run_consumers(env, f"{mode}x{procs}", cmds, ends, timeout)
-            row[f"x{procs}"] = _as_json(run)
-            print(f"  {run.rate:,.0f}/s ({'ok' if run.ok else run.note})", flush=True)
-        one, two = row["x1"]["events_per_s"], row["x2"]["events_per_s"]
-        row["ratio"] = two / one if one else None
-        out.append(row)
+    modes = [mode for mode in delivery_modes() if mode in args.only]
+    for latency in (0.0, *args.scaling_latency_ms):
+        for mode in modes if latency == 0.0 else ["realtime"]:
+            row: dict[str, Any] = {"mode": mode, "latency_ms": latency}
+            faults = {"latency_ms": latency} if latency else None
+            for procs in (1, 2):
+                group = env.group(f"scale{procs}-{mode}")
+                cmds = [service_command(env, topic, group, mode) for _ in range(procs)]
+                print(
+                    f"scaling: {mode}, latency {latency:g} ms, {procs} process(es) "
+                    f"(load {load_average()})",
+                    flush=True,
+                )
+                run = run_consumers(env, f"{mode}x{procs}", cmds, ends, timeout, faults=faults)
+                row[f"x{procs}"] = _as_json(run)
+                print(f"  {run.rate:,.0f}/s ({'ok' if run.ok else run.note})", flush=True)
+            one, two = row["x1"]["events_per_s"], row["x2"]["events_per_s"]
+            row["ratio"] = two / one if one else None
+            out.append(row)
     return out
 
 
@@ -622,6 +637,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--memory-batch-ms", type=float, default=5000.0, help="emulator import job time (batch)"
     )
     parser.add_argument("--scaling", action="store_true", help="also one vs two processes")
+    parser.add_argument(
+        "--scaling-latency-ms",
+        type=float,
+        action="append",
+        default=[],
+        help="also scale realtime against an emulator answering after this many ms",
+    )
     parser.add_argument("--profile", action="store_true", help="also the service under cProfile")
     parser.add_argument("--no-suite", action="store_true", help="skip the main table")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -651,7 +673,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scaling:
             report["scaling"] = scaling_suite(args, env, topic, ends)
             for row in report["scaling"]:
-                print(f"scaling {row['mode']}: two processes = {row['ratio']:.2f}x one")
+                print(
+                    f"scaling {row['mode']}, latency {row['latency_ms']:g} ms: "
+                    f"two processes = {row['ratio']:.2f}x one"
+                )
         if args.profile:
             report["profile"] = profile_suite(env, topic, ends, args.results)
     if args.memory:
