@@ -195,7 +195,7 @@ class FullStoryClient:
                 )
             except _TRANSPORT_ERRORS as exc:
                 self._count(endpoint, "error")
-                cause = type(exc).__name__
+                cause = exc.kind if isinstance(exc, TransportError) else type(exc).__name__
             else:
                 self._latency(endpoint).observe(time.perf_counter() - started)
                 self._count(endpoint, _STATUS_CLASS.get(status // 100, "other"))

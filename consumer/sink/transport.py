@@ -43,7 +43,12 @@ _PARSE_ERRORS = (httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
 class TransportError(Exception):
-    """The request got no usable answer: connecting, sending or reading it failed."""
+    """The request got no usable answer: connecting, sending or reading it failed. `kind`
+    (connect, timeout, closed, protocol, shutdown) is what the retry metric counts."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Response(NamedTuple):
@@ -85,7 +90,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except _PARSE_ERRORS as exc:
-            self._fail(f"unreadable answer from {self._origin} ({exc})")
+            self._fail(f"unreadable answer from {self._origin} ({exc})", "protocol")
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -107,7 +112,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self._waiter is None:
-            raise TransportError("an answer that no request asked for")
+            raise TransportError("an answer that no request asked for", "protocol")
         self._headers = {}
         self._body = []
 
@@ -172,10 +177,10 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
         waiter.set_result(Response(self._status, self._headers, b"".join(self._body)))
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, kind: str = "closed") -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(TransportError(message))
+            waiter.set_exception(TransportError(message, kind))
 
 
 class ConnectionPool:
@@ -239,7 +244,7 @@ class ConnectionPool:
             response = await self._send(data, asyncio.get_running_loop().time() + timeout)
         except TimeoutError:
             raise TransportError(
-                f"no answer from {self._origin} within {timeout:g} s (timed out)"
+                f"no answer from {self._origin} within {timeout:g} s (timed out)", "timeout"
             ) from None
         encoding = response.headers.get("content-encoding")
         if encoding is None or encoding == "identity":
@@ -251,7 +256,7 @@ class ConnectionPool:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        error = TransportError(f"the connection pool for {self._origin} is closed")
+        error = TransportError(f"the connection pool for {self._origin} is closed", "shutdown")
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -302,7 +307,7 @@ class ConnectionPool:
         """When no idle one is at hand: a new connection, or one released by another request
         (second item True). `fresh` asks for a new socket."""
         if self._closed:
-            raise TransportError(f"the connection pool for {self._origin} is closed")
+            raise TransportError(f"the connection pool for {self._origin} is closed", "shutdown")
         if fresh and self._idle and self._count >= self._limit:
             self._discard(self._idle.popleft())  # make room for the new socket
         if self._count < self._limit:
@@ -365,14 +370,14 @@ class ConnectionPool:
             )
         except OSError as exc:
             self._free_slot()
-            raise TransportError(f"cannot connect to {self._origin} ({exc})") from None
+            raise TransportError(f"cannot connect to {self._origin} ({exc})", "connect") from None
         except BaseException:
             self._free_slot()
             raise
         if self._closed:
             connection.close()
             self._free_slot()
-            raise TransportError(f"the connection pool for {self._origin} is closed")
+            raise TransportError(f"the connection pool for {self._origin} is closed", "shutdown")
         self._all.add(connection)
         return connection
 
@@ -424,6 +429,8 @@ class ConnectionPool:
                     return zlib.decompress(content, -zlib.MAX_WBITS)
         except zlib.error as exc:
             raise TransportError(
-                f"undecodable {encoding} answer from {self._origin} ({exc})"
+                f"undecodable {encoding} answer from {self._origin} ({exc})", "protocol"
             ) from None
-        raise TransportError(f"{self._origin} answered in unsupported encoding {encoding!r}")
+        raise TransportError(
+            f"{self._origin} answered in unsupported encoding {encoding!r}", "protocol"
+        )

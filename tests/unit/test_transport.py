@@ -442,6 +442,7 @@ def test_a_connection_closed_mid_answer_is_an_error() -> None:
             with pytest.raises(TransportError, match="in the middle of an answer") as caught:
                 await get(pool)
             assert KEY not in str(caught.value)
+            assert caught.value.kind == "closed"
             await pool.aclose()
 
     run(scenario)
@@ -459,6 +460,7 @@ def test_a_malformed_answer_is_an_error_and_the_socket_is_dropped() -> None:
                 with pytest.raises(TransportError, match="unreadable answer from") as caught:
                     await get(pool)
                 assert KEY not in str(caught.value)
+                assert caught.value.kind == "protocol"
             await pool.aclose()
         assert len(accepted) == 2
 
@@ -483,6 +485,7 @@ def test_connection_refused_names_the_host_and_never_the_key() -> None:
             message = str(caught.value)
             assert f"cannot connect to http://127.0.0.1:{port}" in message
             assert KEY not in message and "Authorization" not in message
+            assert caught.value.kind == "connect"
         await pool.aclose()
 
     run(scenario)
@@ -527,6 +530,7 @@ def test_timeouts_are_errors_and_their_connections_are_discarded() -> None:
                 await get(pool, "/slow", timeout=0.1)  # its deadline comes before the first's
             assert loop.time() - started < 0.5
             assert KEY not in str(caught.value)
+            assert caught.value.kind == "timeout"
             with pytest.raises(TransportError, match=r"within 0.6 s \(timed out\)"):
                 await longer
             assert 0.6 <= loop.time() - started < 1.5
