@@ -537,6 +537,7 @@ def memory_suite(args: argparse.Namespace, env: Env) -> Any:
                 time.sleep(0.5)
             committed = watcher.committed()
             watcher.close()
+            hwm_running = rss_mb(proc.pid, "VmHWM")
             exit_ = stop_and_reap(proc)
             stats = env.emulator_stats()
             results.append(
@@ -545,6 +546,7 @@ def memory_suite(args: argparse.Namespace, env: Env) -> Any:
                     "backlog": size,
                     "seconds": args.memory_seconds,
                     "peak_rss_mb": exit_.peak_rss_mb,
+                    "peak_rss_before_stop_mb": hwm_running,
                     "rss_last_mb": rss_series[-1] if rss_series else 0.0,
                     "rss_series_mb": [round(v, 1) for v in rss_series],
                     "committed": committed,
