@@ -100,6 +100,23 @@ async def raw_server(handler: RawHandler) -> AsyncIterator[tuple[str, list[int]]
         server.close()
 
 
+def answers_over_connections(handler: RawHandler, requests: int) -> tuple[list[Response], int]:
+    """Send `requests` GETs one after another to a raw server; their answers and how many
+    connections the server accepted for them."""
+    result: tuple[list[Response], int] = ([], 0)
+
+    async def scenario() -> None:
+        nonlocal result
+        async with raw_server(handler) as (url, accepted):
+            pool = ConnectionPool(url)
+            answers = [await get(pool) for _ in range(requests)]
+            await pool.aclose()
+        result = (answers, len(accepted))
+
+    run(scenario)
+    return result
+
+
 async def read_request(reader: asyncio.StreamReader) -> bytes | None:
     """One request's head and body, or None at end of stream."""
     try:
@@ -301,15 +318,9 @@ def test_http_1_0_answer_is_not_reused_even_if_the_server_keeps_the_socket() -> 
         while await read_request(reader) is not None:
             writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    async def scenario() -> None:
-        async with raw_server(http10) as (url, accepted):
-            pool = ConnectionPool(url)
-            for _ in range(3):
-                assert (await get(pool)).content == b"ok"
-            await pool.aclose()
-        assert len(accepted) == 3
-
-    run(scenario)
+    answers, connections = answers_over_connections(http10, 3)
+    assert [a.content for a in answers] == [b"ok"] * 3
+    assert connections == 3
 
 
 def test_answer_without_length_ends_when_the_server_closes() -> None:
@@ -320,15 +331,9 @@ def test_answer_without_length_ends_when_the_server_closes() -> None:
         await asyncio.sleep(0.02)
         writer.write(b"part two")
 
-    async def scenario() -> None:
-        async with raw_server(until_close) as (url, accepted):
-            pool = ConnectionPool(url)
-            for _ in range(2):
-                assert (await get(pool)).content == b"part one, part two"
-            await pool.aclose()
-        assert len(accepted) == 2
-
-    run(scenario)
+    answers, connections = answers_over_connections(until_close, 2)
+    assert [a.content for a in answers] == [b"part one, part two"] * 2
+    assert connections == 2
 
 
 def test_interim_1xx_answers_are_skipped() -> None:
@@ -338,17 +343,10 @@ def test_interim_1xx_answers_are_skipped() -> None:
             await writer.drain()
             writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
 
-    async def scenario() -> None:
-        async with raw_server(hints) as (url, accepted):
-            pool = ConnectionPool(url)
-            for _ in range(2):
-                response = await get(pool)
-                assert (response.status, response.content) == (201, b"done")
-                assert "link" not in response.headers
-            await pool.aclose()
-        assert len(accepted) == 1
-
-    run(scenario)
+    answers, connections = answers_over_connections(hints, 2)
+    assert [(a.status, a.content) for a in answers] == [(201, b"done")] * 2
+    assert all("link" not in a.headers for a in answers)
+    assert connections == 1
 
 
 def test_bytes_after_an_answer_make_the_connection_unusable() -> None:
@@ -356,15 +354,9 @@ def test_bytes_after_an_answer_make_the_connection_unusable() -> None:
         while await read_request(reader) is not None:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nCont")
 
-    async def scenario() -> None:
-        async with raw_server(trailing_junk) as (url, accepted):
-            pool = ConnectionPool(url)
-            for _ in range(3):
-                assert (await get(pool)).content == b"ok"
-            await pool.aclose()
-        assert len(accepted) == 3
-
-    run(scenario)
+    answers, connections = answers_over_connections(trailing_junk, 3)
+    assert [a.content for a in answers] == [b"ok"] * 3
+    assert connections == 3
 
 
 @pytest.mark.parametrize("close_seen", [False, True])
