@@ -518,6 +518,7 @@ class Pipeline:
 
     async def _drain(self, tps: Partitions, timeout: float) -> bool:
         """Wait (within a budget) until these partitions have nothing in flight."""
+        self._sink.flush()  # the poll thread waits for this drain: no record can join a batch
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while any(self._tracker.in_flight(tp) for tp in tps):
@@ -535,6 +536,7 @@ class Pipeline:
         assert source is not None
         owned = self._tracker.owned()
         source.pause(owned)
+        self._sink.flush()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while any(self._tracker.in_flight(tp) for tp in owned):

@@ -7,13 +7,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from harness import expected_keys, many_events, read_topic, wait_for, write_jsonl
+from harness import (
+    assert_exactly_once,
+    expected_identities,
+    expected_keys,
+    many_events,
+    read_topic,
+    wait_for,
+    write_jsonl,
+)
 
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
+from consumer.localenv.ports import free_port
 from consumer.produce import produce_file, produce_raw
 from consumer.transform import DestinationSettings
 
@@ -169,3 +179,44 @@ def test_garbage_goes_to_the_dead_letter_topic_intact(
         assert headers["__connect.errors.exception.message"]
         assert b"it-key" not in b"".join(v or b"" for v in headers.values())
     assert _lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
+
+
+def test_stopping_in_batch_mode_sends_lingering_batches_and_commits_them(
+    kafka_broker: LocalBroker,
+    topic_name: str,
+    emulator: EmulatorProcess,
+    consumers: Any,
+    tmp_path: Path,
+) -> None:
+    """Batches open when the service stops are sealed at once, not after their linger (here
+    longer than the drain budget): stopping delivers and commits everything it holds."""
+    events = many_events(300, prefix="linger")
+    settings, _ = DestinationSettings.from_mapping({})
+    bootstrap = kafka_broker.bootstrap_servers
+    produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "events.jsonl", events))
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    member = consumers(
+        bootstrap,
+        topic_name,
+        group,
+        emulator.url,
+        args=("--delivery", "batch", "--metrics-port", str(port)),
+        env={"FULLSTORY_CONSUMER_BATCH_LINGER": "300", "FULLSTORY_CONSUMER_DRAIN_TIMEOUT": "15"},
+    ).start()
+
+    def in_flight() -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.TransportError:
+            return -1.0
+        for line in text.splitlines():
+            if line.startswith("fullstory_consumer_in_flight_records "):
+                return float(line.split()[1])
+        return -1.0
+
+    wait_for(lambda: in_flight() == len(events), 60, "every record read and held", member.log)
+    assert not emulator.deliveries(), "the linger should still be holding every batch"
+    assert member.stop() == 0, member.log()
+    assert_exactly_once(emulator.deliveries(), expected_identities(events, settings))
+    assert _lag(bootstrap, group, topic_name) == 0
