@@ -191,7 +191,6 @@ class BatchSink:
         self._persist = persist
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._flush_all = False
         self._open: dict[TopicPartition, _Segment] = {}
         self._ready: deque[_Segment] = deque()
         self._running: set[asyncio.Task[None]] = set()
@@ -330,7 +329,7 @@ class BatchSink:
         while True:
             now = loop.time()
             for segment in list(self._open.values()):
-                if self._flush_all or now - segment.opened >= self._linger:
+                if now - segment.opened >= self._linger:
                     self._seal(segment)
             while self._ready and self._free_slots:
                 segment = self._ready.popleft()
@@ -516,22 +515,6 @@ class BatchSink:
         except TimeoutError:
             return
         raise Abandoned()
-
-    async def drain(self, timeout: float) -> bool:
-        """Send open batches now and wait until every submitted job has finished; False when
-        the budget ran out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        self._flush_all = True
-        try:
-            while not self.idle:
-                self._wake.set()
-                if loop.time() >= deadline:
-                    return False
-                await asyncio.sleep(0.01)
-            return True
-        finally:
-            self._flush_all = False
 
     async def close(self) -> None:
         """Abandon what is left (it stays uncommitted, so it is redelivered) and stop."""
