@@ -59,7 +59,7 @@ class Config:
     kafka: dict[str, str] = field(default_factory=dict)
     delivery: str = "realtime"
     concurrency: int = 32
-    max_in_flight_records: int = 5000  # load_config raises it to 40000 for batch delivery
+    max_in_flight_records: int = 20000  # load_config raises it to 40000 for batch delivery
     max_in_flight_bytes: int = 32 * 1024 * 1024  # 64 MiB for batch delivery
     poll_batch: int = 500
     request_timeout: float = 10.0

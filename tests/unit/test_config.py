@@ -134,7 +134,7 @@ def test_registry_settings_keep_the_secret_out_of_repr() -> None:
 def test_batch_delivery_gets_larger_in_flight_bounds_unless_set() -> None:
     """A batch record waits for a whole import job: its default bounds are larger."""
     realtime = load_config(BASE, env={})
-    assert (realtime.max_in_flight_records, realtime.max_in_flight_bytes) == (5000, 32 * 1024**2)
+    assert (realtime.max_in_flight_records, realtime.max_in_flight_bytes) == (20000, 32 * 1024**2)
     batch = load_config({**BASE, "delivery": "batch"}, env={})
     assert (batch.max_in_flight_records, batch.max_in_flight_bytes) == (40000, 64 * 1024**2)
     env = {"FULLSTORY_CONSUMER_MAX_IN_FLIGHT_BYTES": "1000"}
