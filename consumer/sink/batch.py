@@ -37,7 +37,13 @@ from urllib.parse import quote
 
 import orjson
 
-from consumer.sink.client import Abandoned, AuthenticationError, FullStoryClient, Rejected
+from consumer.sink.client import (
+    Abandoned,
+    AuthenticationError,
+    FullStoryClient,
+    Rejected,
+    json_body,
+)
 from consumer.sink.realtime import Done, Fatal, Job
 from consumer.transform import Request
 
@@ -93,8 +99,7 @@ class _Segment:
         self.last = offset
         for request in requests:
             kind = KINDS[(request.method, request.path)]
-            # Copied to its exact size: the bytes orjson returns keep a 4 KiB buffer.
-            body = bytes(memoryview(orjson.dumps(request.body)))
+            body = json_body(request.body)
             self.items.append(_Item(tracker, kind, body, request.idempotency_key))
 
 

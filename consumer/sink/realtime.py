@@ -13,10 +13,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 from consumer.record import Record
-from consumer.sink.client import Abandoned, AuthenticationError, FullStoryClient, Rejected
+from consumer.sink.client import (
+    Abandoned,
+    AuthenticationError,
+    FullStoryClient,
+    Rejected,
+    json_body,
+)
 from consumer.transform import Request
 
 
@@ -34,8 +38,8 @@ Call = tuple[str, str, bytes | None, str]
 
 
 def encoded(request: Request) -> Call:
-    """A request as sent, its body copied to exact size (orjson's bytes keep a 4 KiB buffer)."""
-    body = None if request.body is None else bytes(memoryview(orjson.dumps(request.body)))
+    """A request as sent (its body as exact-size JSON)."""
+    body = None if request.body is None else json_body(request.body)
     return (request.method, request.path, body, request.idempotency_key)
 
 
