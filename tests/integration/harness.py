@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from confluent_kafka import Consumer
 
@@ -207,3 +208,16 @@ def owned_partitions(member: ConsumerProcess) -> set[str]:
         elif entry.get("msg") in ("partitions revoked", "partitions lost"):
             owned.difference_update(entry["partitions"])
     return owned
+
+
+def gauge(port: int, name: str) -> float | None:
+    """A gauge's value from a running consumer's /metrics (None: not answering, or no such
+    gauge yet)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None

@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from harness import many_events, wait_for, write_jsonl
+from harness import gauge, many_events, wait_for, write_jsonl
 
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
@@ -26,13 +25,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def _gauge(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 @pytest.mark.parametrize("mode", ["realtime", "batch"])
@@ -75,16 +67,8 @@ def test_throttled_sink_pauses_keeps_membership_and_memory_flat(
         },
     ).start()
     assert member.proc is not None
-    metrics_url = f"http://127.0.0.1:{port}/metrics"
-
-    def metrics() -> str:
-        try:
-            return httpx.get(metrics_url, timeout=2).text
-        except httpx.TransportError:
-            return ""
-
     wait_for(
-        lambda: _gauge(metrics(), "fullstory_consumer_paused_partitions") > 0,
+        lambda: (gauge(port, "fullstory_consumer_paused_partitions") or 0) > 0,
         60,
         "backpressure to pause the partitions",
         member.log,
@@ -94,7 +78,7 @@ def test_throttled_sink_pauses_keeps_membership_and_memory_flat(
     for _ in range(25):  # 25 s throttled: well past max.poll.interval.ms
         time.sleep(1)
         samples.append(_rss_mb(member.proc.pid))
-        in_flight.append(_gauge(metrics(), "fullstory_consumer_in_flight_records"))
+        in_flight.append(gauge(port, "fullstory_consumer_in_flight_records") or 0.0)
     assert member.proc.poll() is None, member.log()
     assert max(in_flight) <= 2000 + 500  # the bound, plus at most one poll batch
     assert max(samples) < 250, samples

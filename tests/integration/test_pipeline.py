@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -15,6 +14,7 @@ from harness import (
     assert_exactly_once,
     expected_identities,
     expected_keys,
+    gauge,
     many_events,
     read_topic,
     wait_for,
@@ -205,17 +205,12 @@ def test_stopping_in_batch_mode_sends_lingering_batches_and_commits_them(
         env={"FULLSTORY_CONSUMER_BATCH_LINGER": "300", "FULLSTORY_CONSUMER_DRAIN_TIMEOUT": "15"},
     ).start()
 
-    def in_flight() -> float:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        except httpx.TransportError:
-            return -1.0
-        for line in text.splitlines():
-            if line.startswith("fullstory_consumer_in_flight_records "):
-                return float(line.split()[1])
-        return -1.0
-
-    wait_for(lambda: in_flight() == len(events), 60, "every record read and held", member.log)
+    wait_for(
+        lambda: gauge(port, "fullstory_consumer_in_flight_records") == len(events),
+        60,
+        "every record read and held",
+        member.log,
+    )
     assert not emulator.deliveries(), "the linger should still be holding every batch"
     assert member.stop() == 0, member.log()
     assert_exactly_once(emulator.deliveries(), expected_identities(events, settings))
