@@ -82,7 +82,11 @@ def test_throttled_sink_pauses_keeps_membership_and_memory_flat(
     assert member.proc.poll() is None, member.log()
     assert max(in_flight) <= 2000 + 500  # the bound, plus at most one poll batch
     assert max(samples) < 250, samples
-    assert samples[-1] <= samples[4] * 1.10 + 5, samples  # flat, not growing with the backlog
+    # Flat, not growing with the backlog. The baseline is the high-water mark of the first 10 s: by
+    # then the first jobs have finished, their records are released and the resumed partitions
+    # have refilled librdkafka's prefetch (bounded at 4 MiB queued + 4 MiB per fetch).
+    baseline = max(samples[:10])
+    assert samples[-1] <= baseline * 1.10 + 5, samples
     log = member.log()
     assert "partitions revoked" not in log and "partitions lost" not in log, log[-2000:]
     assert log.count('"msg":"partitions assigned"') == 1
