@@ -46,6 +46,15 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, elapsed) CPU seconds of the whole machine so far, summed over its cores, from
+    /proc/stat: over a window, busy / elapsed x cores is how many cores everything (contender,
+    broker, emulator, harness) kept busy, i.e. how much room the machine had left."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / _TICK, sum(fields) / _TICK
+
+
 def rss_mb(pid: int, key: str = "VmRSS") -> float:
     """Resident set (VmRSS) or its high-water mark (VmHWM) in MB; 0.0 once gone."""
     try:

@@ -39,6 +39,7 @@ from measure import (
     end_offsets,
     exited,
     load_average,
+    machine_cpu,
     reap,
     rss_mb,
     stop_and_reap,
@@ -52,6 +53,7 @@ from consumer.produce import produce_raw
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PARTITIONS = 6
+CORES = os.cpu_count() or 1
 ALL = ("a", "b", "realtime", "batch", "quix", "emulator")
 QUICK = ("a", "b", "realtime")
 LABELS = {
@@ -76,6 +78,7 @@ class Run:
     load: str
     cpu_total: float = 0.0
     emulator_cpu_share: float | None = None
+    machine_busy_cores: float | None = None  # every process on the machine, over the window
     requests: int | None = None
     ok: bool = True
     note: str = ""
@@ -210,6 +213,7 @@ class Window:
     committed: int
     done: bool
     threads: dict[str, float] = field(default_factory=dict)
+    busy_cores: float | None = None
 
 
 def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -228,6 +232,7 @@ def watch(
     deadline = time.monotonic() + timeout
     first: tuple[float, float, float] | None = None
     threads_first: dict[str, float] = {}
+    machine_first = machine_cpu()
     committed = 0
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
@@ -238,6 +243,7 @@ def watch(
                 cpu = sum(cpu_seconds(p.pid) for p in procs)
                 first = (time.time(), cpu, float(stats["process_cpu_seconds"]))
                 threads_first = thread_cpu(procs[0].pid)
+                machine_first = machine_cpu()
             time.sleep(0.02)
             continue
         committed = watcher.committed()
@@ -245,7 +251,11 @@ def watch(
             now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
             emu = float(env.emulator_stats()["process_cpu_seconds"])
             threads = _thread_split(threads_first, thread_cpu(procs[0].pid))
-            return Window(first[0], first[1], first[2], now, cpu, emu, committed, True, threads)
+            busy, elapsed = (b - a for a, b in zip(machine_first, machine_cpu(), strict=True))
+            cores = busy / elapsed * CORES if elapsed > 0 else None
+            return Window(
+                first[0], first[1], first[2], now, cpu, emu, committed, True, threads, cores
+            )
         time.sleep(0.1)
     now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
     start = first or (now, cpu, 0.0)
@@ -347,6 +357,7 @@ def run_consumers(
         emulator_cpu_share=(
             (window.emu_cpu_done - window.emu_cpu_first) / emu_span if emu_span > 0 else None
         ),
+        machine_busy_cores=window.busy_cores,
         requests=stored_items(stats),
         ok=window.done and all(e.returncode == 0 for e in exits),
         note=note or ("" if all(e.returncode == 0 for e in exits) else "non-zero exit"),
@@ -427,7 +438,7 @@ def table(best: dict[str, Run], events: int) -> str:
     quix = best.get("quix")
     head = (
         f"{'contender':<30} {'events/s':>9} {'CPU s/100k':>10} {'peak RSS MB':>11} "
-        f"{'x ceil B':>8} {'CPU x Quix':>10} {'emu CPU':>7} {'load1':>5}  ok"
+        f"{'x ceil B':>8} {'CPU x Quix':>10} {'emu CPU':>7} {'machine':>7} {'load1':>5}  ok"
     )
     lines = [f"{events:,} events, {PARTITIONS} partitions", head, "-" * len(head)]
     for name in ALL:
@@ -441,12 +452,14 @@ def table(best: dict[str, Run], events: int) -> str:
             else "-"
         )
         emu = f"{run.emulator_cpu_share:.0%}" if run.emulator_cpu_share is not None else "-"
+        busy = run.machine_busy_cores
+        cores = f"{busy:.2f}/{CORES}" if busy is not None else "-"
         rss = f"{run.peak_rss_mb:.0f}" if run.peak_rss_mb else "-"
         if name == "emulator":
             vs_b = "-"
         lines.append(
             f"{LABELS[name]:<30} {run.rate:>9,.0f} {run.cpu_per_100k:>10.2f} {rss:>11} "
-            f"{vs_b:>8} {vs_q:>10} {emu:>7} {run.load.split()[0]:>5}  "
+            f"{vs_b:>8} {vs_q:>10} {emu:>7} {cores:>7} {run.load.split()[0]:>5}  "
             f"{'yes' if run.ok else 'NO ' + run.note[:80]}"
         )
     return "\n".join(lines)
@@ -588,7 +601,9 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
                 )
                 run = run_consumers(env, f"{mode}x{procs}", cmds, ends, timeout, faults=faults)
                 row[f"x{procs}"] = _as_json(run)
-                print(f"  {run.rate:,.0f}/s ({'ok' if run.ok else run.note})", flush=True)
+                busy = run.machine_busy_cores
+                shown = f", machine {busy:.2f} of {CORES} cores busy" if busy is not None else ""
+                print(f"  {run.rate:,.0f}/s{shown} ({'ok' if run.ok else run.note})", flush=True)
             one, two = row["x1"]["events_per_s"], row["x2"]["events_per_s"]
             row["ratio"] = two / one if one else None
             out.append(row)
