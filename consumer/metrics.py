@@ -81,6 +81,12 @@ class Metrics:
             "Seconds of waiting that FullStory asked for with Retry-After.",
             registry=r,
         )
+        self.request_pace = Gauge(
+            f"{p}_request_pace",
+            "Requests/s this consumer paces itself to after FullStory's 429s; 0 = not paced.",
+            ["org"],
+            registry=r,
+        )
         self.in_flight_records = Gauge(
             f"{p}_in_flight_records", "Records taken from Kafka and not yet done.", registry=r
         )

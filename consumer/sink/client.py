@@ -11,6 +11,7 @@ pre-built bytes; only the Idempotency-Key line is added per call."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +20,12 @@ import orjson
 
 from consumer import __version__
 from consumer.metrics import Metrics
+from consumer.sink.pacing import Pacer
 from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
 from consumer.sink.transport import ConnectionPool, TransportError
 from consumer.transform import Request
+
+log = logging.getLogger(__name__)
 
 
 class FullStoryError(Exception):
@@ -105,6 +109,8 @@ class FullStoryClient:
         self._latency_children: dict[str, Any] = {}
         self._count_children: dict[tuple[str, str], Any] = {}
         self._pool = ConnectionPool(self._api_host, connections=connections)
+        self._org = ""  # known once check_credentials ran
+        self._pacer = Pacer(on_change=self._pace_changed)
         agent = f"segment-fullstory-consumer/{__version__}"
         self._headers = (
             f"Authorization: Basic {api_key}\r\nContent-Type: application/json\r\n"
@@ -157,7 +163,23 @@ class FullStoryClient:
                 f"the API key belongs to FullStory org {org!r}, but the settings name org "
                 f"{expected_org!r}; use the key of org {expected_org!r} or fix the 'org' setting"
             )
+        self._org = org
+        self._metrics.request_pace.labels(org).set(self._pacer.rate)
         return org
+
+    def _pace_changed(self, previous: float, rate: float) -> None:
+        self._metrics.request_pace.labels(self._org).set(rate)
+        where = {"api_host": self._api_host, "org": self._org}
+        if not previous:
+            log.warning(
+                "FullStory answered 429: pacing requests to this org",
+                extra={"rate": round(rate, 1), **where},
+            )
+        elif not rate:
+            log.info(
+                "FullStory pacing ended: no 429 for a while",
+                extra={"rate": round(previous, 1), **where},
+            )
 
     async def send(self, request: Request, stopping: asyncio.Event) -> Rejected | None:
         """Send one mapped request; None means FullStory accepted it (see `call`)."""
@@ -177,7 +199,8 @@ class FullStoryClient:
     ) -> Reply | Rejected:
         """One API call, retried until FullStory gives an answer that settles it: the 2xx
         reply, or a final 4xx as Rejected. 429, 408, 5xx and network errors are retried with
-        backoff (Retry-After as a floor) for as long as it takes.
+        backoff (Retry-After as a floor) for as long as it takes. Every attempt waits for its
+        slot at the org's pace, which 429s set (`consumer.sink.pacing`).
 
         Raises AuthenticationError (fatal for the whole service) and Abandoned (stopping).
         """
@@ -188,10 +211,12 @@ class FullStoryClient:
                 raise ValueError("an Idempotency-Key must not contain control characters")
             headers = b"%sIdempotency-Key: %s\r\n" % (headers, idempotency_key.encode())
         metrics = self._metrics
+        pacer = self._pacer
         attempt = 0
         while True:
             if stopping.is_set() and attempt > 0:
                 raise Abandoned()
+            await pacer.acquire()
             started = time.perf_counter()
             retry_after: float | None = None
             try:
@@ -205,6 +230,7 @@ class FullStoryClient:
                 self._latency(endpoint).observe(time.perf_counter() - started)
                 self._count(endpoint, _STATUS_CLASS.get(status // 100, "other"))
                 if status < 300:
+                    pacer.success()
                     return Reply(status, body)
                 if status in (401, 403):
                     raise AuthenticationError(
@@ -214,6 +240,8 @@ class FullStoryClient:
                 if not is_retryable_status(status):
                     code, message = _error_body(body)
                     return Rejected(status, code, message)
+                if status == 429:
+                    pacer.limited()  # the other lanes slow down; this one still waits below
                 cause = str(status)
                 retry_after = parse_retry_after(response_headers.get("retry-after"))
                 if retry_after:
