@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,4 +73,17 @@ def test_quick_run_processes_every_event(tmp_path: Path) -> None:
             assert run["events"] == EVENTS, name
             if name in ("realtime", "quix"):
                 assert run["requests"] == expected, name
+                assert 0.0 < run["machine_busy_cores"] <= (os.cpu_count() or 1), name
     assert "service, realtime" in report["suite"]["table"]
+
+
+def test_stage_costs_print_each_stage() -> None:
+    cmd = [sys.executable, str(BENCH / "stages.py"), "--events", "300", "--repeat", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = (re.match(r"(\S+).*?([\d.]+) µs per event", line) for line in proc.stdout.splitlines())
+    costs = {m[1]: float(m[2]) for m in found if m}
+    assert set(costs) == {"decode", "transform", "JSON", "all"}, proc.stdout
+    assert all(cost > 0 for cost in costs.values()), proc.stdout
+    parts = costs["decode"] + costs["transform"] + costs["JSON"]
+    assert abs(costs["all"] - parts) < 0.2, proc.stdout
