@@ -9,7 +9,6 @@ smaller, so many records can wait in the lanes (the in-flight window sets the th
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,6 +42,15 @@ def encoded(request: Request) -> Call:
     return (request.method, request.path, body, request.idempotency_key)
 
 
+def lane_for(key: bytes | None, offset: int, lanes: int) -> int:
+    """The lane of a record: by key, so one user's records keep their order (keyless ones
+    spread by offset). Python's hash (SipHash, seeded per process; lanes live only as long as
+    the process) rather than CRC32, which librdkafka's default partitioner uses: with the same
+    hash a member owning only the odd partitions of a 6-partition topic sent on odd lanes only,
+    half its lanes idle."""
+    return hash(key) % lanes if key else offset % lanes
+
+
 @dataclass(slots=True)
 class _Queued:
     job: Job  # without its mapped requests: `calls` carries them
@@ -63,8 +71,7 @@ class RealtimeSink:
         self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
 
     def submit(self, job: Job) -> None:
-        key = job.record.key
-        lane = zlib.crc32(key) % len(self._queues) if key else job.record.offset % len(self._queues)
+        lane = lane_for(job.record.key, job.record.offset, len(self._queues))
         calls = tuple(encoded(request) for request in job.requests)
         self._queues[lane].put_nowait(_Queued(Job(job.record, (), job.client), calls))
 
