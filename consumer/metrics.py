@@ -82,7 +82,7 @@ class Metrics:
             registry=r,
         )
         self.request_pace = Gauge(
-            f"{p}_request_pace",
+            f"{p}_fullstory_request_pace",
             "Requests/s this consumer paces itself to after FullStory's 429s; 0 = not paced.",
             ["org"],
             registry=r,

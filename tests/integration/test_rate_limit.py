@@ -44,7 +44,7 @@ def _delivered(emulator: EmulatorProcess) -> tuple[float, int]:
 
 def _pace(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    series = f'fullstory_consumer_request_pace{{org="{ORG}"}} '
+    series = f'fullstory_consumer_fullstory_request_pace{{org="{ORG}"}} '
     for line in text.splitlines():
         if line.startswith(series):
             return float(line.split()[1])
