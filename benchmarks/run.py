@@ -214,6 +214,7 @@ class Window:
     done: bool
     threads: dict[str, float] = field(default_factory=dict)
     busy_cores: float | None = None
+    progress: list[tuple[float, int]] = field(default_factory=list)  # (s since first, committed)
 
 
 def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -234,6 +235,7 @@ def watch(
     threads_first: dict[str, float] = {}
     machine_first = machine_cpu()
     committed = 0
+    progress: list[tuple[float, int]] = []
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
             break
@@ -247,6 +249,9 @@ def watch(
             time.sleep(0.02)
             continue
         committed = watcher.committed()
+        since = time.time() - first[0]
+        if not progress or since - progress[-1][0] >= 1.0:
+            progress.append((round(since, 2), committed))
         if committed >= total:
             now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
             emu = float(env.emulator_stats()["process_cpu_seconds"])
@@ -254,7 +259,17 @@ def watch(
             busy, elapsed = (b - a for a, b in zip(machine_first, machine_cpu(), strict=True))
             cores = busy / elapsed * CORES if elapsed > 0 else None
             return Window(
-                first[0], first[1], first[2], now, cpu, emu, committed, True, threads, cores
+                first[0],
+                first[1],
+                first[2],
+                now,
+                cpu,
+                emu,
+                committed,
+                True,
+                threads,
+                cores,
+                progress,
             )
         time.sleep(0.1)
     now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
@@ -336,6 +351,7 @@ def run_consumers(
         "by_status": stats.get("by_status"),
         "replays": stats.get("replays"),
         "thread_cpu_s": window.threads,
+        "committed_each_s": window.progress,
     }
     first = _first_record(logs[0]) if self_reported_start else None
     if first is not None:
