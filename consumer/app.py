@@ -483,8 +483,11 @@ class Pipeline:
         (done offsets, and the plan of batches still running), which the source commits before
         releasing them."""
         owned = [tp for tp in tps if self._tracker.generation(tp) is not None]
+        released = self._release(owned)
         budget = 0.0 if self._drained else self.config.drain_timeout
         drained = await self._drain(owned, budget)
+        if not drained:  # the acks would be ignored now: send nothing more of these
+            released += self._release(owned, everything=True)
         commits = self._commits(owned)
         for tp in owned:
             self._forget(tp)
@@ -492,14 +495,32 @@ class Pipeline:
         self.metrics.assigned_partitions.set(len(self._tracker.owned()))
         log.info(
             "partitions revoked",
-            extra={"partitions": [f"{t}-{p}" for t, p in tps], "drained": drained},
+            extra={
+                "partitions": [f"{t}-{p}" for t, p in tps],
+                "drained": drained,
+                "released": released,
+            },
         )
         if commits:
             self.metrics.commits.labels("revoke").inc()
         return commits
 
+    def _release(self, tps: Partitions, *, everything: bool = False) -> int:
+        """Take back from the sink the revoked partitions' work that has not started (see
+        `RealtimeSink.release`): it is no longer in flight here, and stays uncommitted for the
+        next owner. Returns how many."""
+        released = self._sink.release(set(tps), everything=everything)
+        for job in released:
+            record = job.record
+            self._tracker.release(record.tp)
+            self._in_flight -= 1
+            self._in_flight_bytes -= record.size
+        return len(released)
+
     async def _lost(self, tps: Partitions) -> None:
-        """Lost partitions are someone else's already: forget them and commit nothing."""
+        """Lost partitions are someone else's already: forget them, and their work that has
+        not started, and commit nothing."""
+        self._release(tps, everything=True)
         for tp in tps:
             self._forget(tp)
         self.metrics.rebalances.labels("lost").inc()

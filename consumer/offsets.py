@@ -21,6 +21,7 @@ class _Partition:
     pending: deque[int] = field(default_factory=deque)
     stamps: deque[float] = field(default_factory=deque)  # Kafka timestamps of `pending`
     done_out_of_order: set[int] = field(default_factory=set)
+    released: int = 0  # pending records handed back unsent at a revoke: no longer waited for
     watermark: int | None = None  # next offset to commit (last done + 1)
     committed: int | None = None  # last watermark handed out by `committable`
 
@@ -87,9 +88,19 @@ class OffsetTracker:
             return part.pending[0], part.stamps[0]
         return part.watermark, None
 
-    def in_flight(self, tp: TopicPartition) -> int:
+    def release(self, tp: TopicPartition) -> None:
+        """One pending record of a partition being revoked was handed back unsent: stop waiting
+        for it. It stays not done, so the commit stops before it and the next owner reads it."""
         part = self._partitions.get(tp)
-        return len(part.pending) if part is not None else 0
+        if part is not None:
+            part.released += 1
+
+    def in_flight(self, tp: TopicPartition) -> int:
+        """Records of the partition still being worked on (read, not done, not released)."""
+        part = self._partitions.get(tp)
+        if part is None:
+            return 0
+        return len(part.pending) - len(part.done_out_of_order) - part.released
 
     def committable(self) -> list[tuple[str, int, int]]:
         """(topic, partition, next offset) for each partition whose watermark moved since last

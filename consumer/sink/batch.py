@@ -30,7 +30,7 @@ import contextlib
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -233,6 +233,11 @@ class BatchSink:
             self._plans[tp] = deque(ranges)
         else:
             self._plans.pop(tp, None)
+
+    def release(self, tps: Collection[TopicPartition], *, everything: bool = False) -> list[Job]:
+        """Nothing is handed back at a revoke: a sealed segment's plan is committed for the
+        next owner, who forms the very same import jobs, so this owner finishes them."""
+        return []
 
     def forget(self, tp: TopicPartition) -> None:
         """The partition is no longer ours: its plan belongs to the next owner."""

@@ -9,7 +9,8 @@ smaller, so many records can wait in the lanes (the in-flight window sets the th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from consumer.record import Record
@@ -57,23 +58,67 @@ class _Queued:
     calls: tuple[Call, ...]
 
 
+class _Lane:
+    """A lane's waiting jobs: a deque rather than an asyncio.Queue, so that a revoke can take
+    back the jobs of its partitions that have not started."""
+
+    __slots__ = ("jobs", "ready")
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Queued] = deque()
+        self.ready = asyncio.Event()
+
+    def put(self, queued: _Queued) -> None:
+        self.jobs.append(queued)
+        self.ready.set()
+
+    async def get(self) -> _Queued:
+        while not self.jobs:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.jobs.popleft()
+
+
 class RealtimeSink:
     """Bounded-concurrency sender; reports each job's result through `on_done`."""
 
     def __init__(self, lanes: int, on_done: Done, on_fatal: Fatal) -> None:
-        self._queues: list[asyncio.Queue[_Queued]] = [asyncio.Queue() for _ in range(lanes)]
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._started: dict[tuple[str, int], int] = {}  # per partition: highest offset started
         self._on_done = on_done
         self._on_fatal = on_fatal
         self._stopping = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(q)) for q in self._queues]
+        self._workers = [asyncio.create_task(self._work(lane)) for lane in self._lanes]
 
     def submit(self, job: Job) -> None:
-        lane = lane_for(job.record.key, job.record.offset, len(self._queues))
+        lane = lane_for(job.record.key, job.record.offset, len(self._lanes))
         calls = tuple(encoded(request) for request in job.requests)
-        self._queues[lane].put_nowait(_Queued(Job(job.record, (), job.client), calls))
+        self._lanes[lane].put(_Queued(Job(job.record, (), job.client), calls))
+
+    def release(self, tps: Collection[tuple[str, int]], *, everything: bool = False) -> list[Job]:
+        """Take back the jobs of these partitions queued beyond the highest offset any lane has
+        started (`everything`: all their queued jobs): at a revoke they are left unsent and
+        uncommitted for the next owner, instead of holding up the rebalance while the lanes
+        work through everything queued before them. By default only that suffix goes back, so
+        once the rest is done the commit reaches exactly the first released record and the next
+        owner sends nothing twice."""
+        started = self._started
+        released: list[Job] = []
+        for lane in self._lanes:
+            kept: deque[_Queued] = deque()
+            for queued in lane.jobs:
+                record = queued.job.record
+                tp = record.tp
+                if tp in tps and (everything or record.offset > started.get(tp, -1)):
+                    released.append(queued.job)
+                else:
+                    kept.append(queued)
+            if len(kept) != len(lane.jobs):
+                lane.jobs = kept
+        return released
 
     def plan(self, tp: tuple[str, int]) -> str:
         """Realtime requests carry their own idempotency keys: no plan to commit."""
@@ -83,14 +128,20 @@ class RealtimeSink:
         """Nothing to restore (see `plan`)."""
 
     def forget(self, tp: tuple[str, int]) -> None:
-        """Nothing to forget (see `plan`)."""
+        """The partition is no longer ours: drop its highest started offset."""
+        self._started.pop(tp, None)
 
     def flush(self) -> None:
         """Nothing waits to be grouped: every job is sent as soon as its lane is free."""
 
-    async def _work(self, queue: asyncio.Queue[_Queued]) -> None:
+    async def _work(self, lane: _Lane) -> None:
+        started = self._started
         while True:
-            queued = await queue.get()
+            queued = await lane.get()
+            record = queued.job.record
+            tp = (record.topic, record.partition)
+            if record.offset > started.get(tp, -1):
+                started[tp] = record.offset
             try:
                 result = await self._deliver(queued)
             except Abandoned:

@@ -32,6 +32,21 @@ def test_later_success_never_passes_an_earlier_record_in_flight() -> None:
     assert tracker.in_flight(TP) == 0
 
 
+def test_released_records_are_not_waited_for_and_never_committed() -> None:
+    tracker = OffsetTracker()
+    gen = tracker.assign(TP)
+    for off in (20, 21, 22, 23):
+        tracker.track(TP, off)
+    tracker.release(TP)  # 21 and 22 went back unsent at a revoke
+    tracker.release(TP)
+    assert tracker.in_flight(TP) == 2  # 20 and 23 are still being sent
+    assert not tracker.done(TP, 23, gen)
+    assert tracker.done(TP, 20, gen)
+    assert tracker.in_flight(TP) == 0  # the revoke need not wait any longer
+    assert tracker.position(TP)[0] == 21  # the next owner starts at the first released one
+    assert tracker.committable() == [("t", 0, 21)]
+
+
 def test_offset_gaps_are_followed_not_assumed() -> None:
     tracker = OffsetTracker()
     gen = tracker.assign(TP)
