@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 _TICK = float(os.sysconf("SC_CLK_TCK"))
@@ -53,6 +54,20 @@ def machine_cpu() -> tuple[float, float]:
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields) - idle) / _TICK, sum(fields) / _TICK
+
+
+def metric_sum(port: int, name: str) -> float | None:
+    """The sum of a metric's series on a service's /metrics (None when it does not answer)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return None
+    values = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " ")
+    ]
+    return sum(values) if values else None
 
 
 def rss_mb(pid: int, key: str = "VmRSS") -> float:

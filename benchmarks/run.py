@@ -40,6 +40,7 @@ from measure import (
     exited,
     load_average,
     machine_cpu,
+    metric_sum,
     reap,
     rss_mb,
     stop_and_reap,
@@ -48,12 +49,14 @@ from measure import (
 
 from consumer.localenv import LocalBroker, create_topic
 from consumer.localenv.emulator import EmulatorProcess
+from consumer.localenv.ports import free_port
 from consumer.produce import produce_raw
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PARTITIONS = 6
 CORES = os.cpu_count() or 1
+ASSIGNED = "fullstory_consumer_assigned_partitions"
 ALL = ("a", "b", "realtime", "batch", "quix", "emulator")
 QUICK = ("a", "b", "realtime")
 LABELS = {
@@ -215,6 +218,7 @@ class Window:
     threads: dict[str, float] = field(default_factory=dict)
     busy_cores: float | None = None
     progress: list[tuple[float, int]] = field(default_factory=list)  # (s since first, committed)
+    stable: tuple[float, int] | None = None  # when every member had partitions; committed then
 
 
 def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -228,14 +232,18 @@ def watch(
     watcher: CommitWatcher,
     total: int,
     timeout: float,
+    metrics_ports: Sequence[int] = (),
 ) -> Window:
-    """Poll until the group has committed `total` records (or timeout / a consumer exits)."""
+    """Poll until the group has committed `total` records (or timeout / a consumer exits).
+    With the members' `metrics_ports`, also note when the group is stable: every member owns
+    partitions and together all of them (the joins and their rebalances are over)."""
     deadline = time.monotonic() + timeout
     first: tuple[float, float, float] | None = None
     threads_first: dict[str, float] = {}
     machine_first = machine_cpu()
     committed = 0
     progress: list[tuple[float, int]] = []
+    stable: tuple[float, int] | None = None
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
             break
@@ -249,6 +257,10 @@ def watch(
             time.sleep(0.02)
             continue
         committed = watcher.committed()
+        if metrics_ports and stable is None:
+            owned = [metric_sum(port, ASSIGNED) or 0.0 for port in metrics_ports]
+            if min(owned) > 0 and sum(owned) == PARTITIONS:
+                stable = (time.time(), committed)
         since = time.time() - first[0]
         if not progress or since - progress[-1][0] >= 1.0:
             progress.append((round(since, 2), committed))
@@ -270,6 +282,7 @@ def watch(
                 threads,
                 cores,
                 progress,
+                stable,
             )
         time.sleep(0.1)
     now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
@@ -322,6 +335,7 @@ def run_consumers(
     timeout: float,
     self_reported_start: bool = False,
     faults: dict[str, Any] | None = None,
+    metrics_ports: Sequence[int] = (),
 ) -> Run:
     """Run one or more consumer processes of one group until all is committed, then SIGTERM.
 
@@ -341,7 +355,7 @@ def run_consumers(
     logs = [env.workdir / f"{group}-{i}.log" for i in range(len(cmds))]
     procs = [spawn(cmd, log) for cmd, log in zip(cmds, logs, strict=True)]
     try:
-        window = watch(env, procs, watcher, total, timeout)
+        window = watch(env, procs, watcher, total, timeout, metrics_ports)
     finally:
         exits = [stop_and_reap(p) for p in procs]
         watcher.close()
@@ -353,6 +367,13 @@ def run_consumers(
         "thread_cpu_s": window.threads,
         "committed_each_s": window.progress,
     }
+    if window.stable is not None and window.done:
+        at, committed = window.stable
+        extra["stable_group"] = {
+            "after_s": round(at - window.t_first_request, 2),
+            "committed": committed,
+            "events_per_s": (total - committed) / (window.t_done - at),
+        }
     first = _first_record(logs[0]) if self_reported_start else None
     if first is not None:
         extra["first_request_after_first_record_s"] = round(t_first - first[0], 3)
@@ -609,19 +630,35 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
             faults = {"latency_ms": latency} if latency else None
             for procs in (1, 2):
                 group = env.group(f"scale{procs}-{mode}")
-                cmds = [service_command(env, topic, group, mode) for _ in range(procs)]
+                ports = [free_port() for _ in range(procs)]
+                cmds = [
+                    [*service_command(env, topic, group, mode), "--metrics-port", str(port)]
+                    for port in ports
+                ]
                 print(
                     f"scaling: {mode}, latency {latency:g} ms, {procs} process(es) "
                     f"(load {load_average()})",
                     flush=True,
                 )
-                run = run_consumers(env, f"{mode}x{procs}", cmds, ends, timeout, faults=faults)
+                run = run_consumers(
+                    env, f"{mode}x{procs}", cmds, ends, timeout, faults=faults, metrics_ports=ports
+                )
                 row[f"x{procs}"] = _as_json(run)
                 busy = run.machine_busy_cores
                 shown = f", machine {busy:.2f} of {CORES} cores busy" if busy is not None else ""
+                stable = run.extra.get("stable_group")
+                if stable:
+                    shown += (
+                        f"; {stable['events_per_s']:,.0f}/s once the group was stable "
+                        f"({stable['after_s']:.1f} s in, {stable['committed']:,} committed)"
+                    )
                 print(f"  {run.rate:,.0f}/s{shown} ({'ok' if run.ok else run.note})", flush=True)
             one, two = row["x1"]["events_per_s"], row["x2"]["events_per_s"]
             row["ratio"] = two / one if one else None
+            steady = [
+                row[k]["extra"].get("stable_group", {}).get("events_per_s") for k in ("x1", "x2")
+            ]
+            row["ratio_stable"] = steady[1] / steady[0] if all(steady) else None
             out.append(row)
     return out
 
@@ -706,9 +743,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scaling:
             report["scaling"] = scaling_suite(args, env, topic, ends)
             for row in report["scaling"]:
+                stable = row["ratio_stable"]
                 print(
                     f"scaling {row['mode']}, latency {row['latency_ms']:g} ms: "
-                    f"two processes = {row['ratio']:.2f}x one"
+                    f"two processes = {row['ratio']:.2f}x one over the whole window"
+                    + (f", {stable:.2f}x once the group was stable" if stable else "")
                 )
         if args.profile:
             report["profile"] = profile_suite(env, topic, ends, args.results)
