@@ -212,7 +212,7 @@ def owned_partitions(member: ConsumerProcess) -> set[str]:
 
 def gauge(port: int, name: str) -> float | None:
     """A gauge's value from a running consumer's /metrics (None: not answering, or no such
-    gauge yet)."""
+    gauge yet). For a labelled series, `name` includes its labels as exposed: `g{org="o"}`."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.TransportError:

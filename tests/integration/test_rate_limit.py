@@ -17,6 +17,7 @@ from harness import (
     ORG,
     assert_exactly_once,
     expected_identities,
+    gauge,
     many_events,
     wait_for,
     write_jsonl,
@@ -40,15 +41,6 @@ def _delivered(emulator: EmulatorProcess) -> tuple[float, int]:
     writes: its own count, unlike the request log it costs the emulator nothing to answer."""
     stats = httpx.get(f"{emulator.url}/emulator/stats", timeout=10).json()
     return time.monotonic(), sum(n for path, n in stats["delivered"].items() if path != "/me")
-
-
-def _pace(port: int) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    series = f'fullstory_consumer_fullstory_request_pace{{org="{ORG}"}} '
-    for line in text.splitlines():
-        if line.startswith(series):
-            return float(line.split()[1])
-    raise AssertionError(f"no {series.strip()} in /metrics")
 
 
 def test_rate_limited_realtime_delivers_near_the_limit_exactly_once(
@@ -77,7 +69,7 @@ def test_rate_limited_realtime_delivers_near_the_limit_exactly_once(
     wait_for(lambda: _delivered(emulator)[1] >= 400, 60, "the first deliveries", member.log)
     started, before = _delivered(emulator)
     time.sleep(STRETCH)
-    paced = _pace(port)
+    paced = gauge(port, f'fullstory_consumer_fullstory_request_pace{{org="{ORG}"}}') or 0.0
     ended, after = _delivered(emulator)
     rate = (after - before) / (ended - started)
     assert after < EVENTS, "the stretch reached the end of the backlog: nothing was measured"
