@@ -30,9 +30,10 @@ from consumer.transform import DestinationSettings
 pytestmark = pytest.mark.integration
 
 EVENTS = 3000
-# 32 lanes at 200 ms: ~160 requests/s, so the first member holds ~2,000 queued records when the
-# second joins; working through them would take >10 s, far beyond this drain budget.
-ENV = {"FULLSTORY_CONSUMER_DRAIN_TIMEOUT": "3"}
+# 32 lanes at 300 ms: ~107 requests/s, so the first member holds ~2,500 queued records when the
+# second joins; working through them would take ~20 s, far beyond this drain budget. Finishing
+# only up to the highest started offset takes the lanes' spread: ~1-3 s, more on a loaded CI.
+ENV = {"FULLSTORY_CONSUMER_DRAIN_TIMEOUT": "8"}
 
 
 def _revokes(log: str) -> list[dict[str, Any]]:
@@ -56,7 +57,7 @@ def test_a_revoke_hands_back_queued_records_and_nothing_is_sent_twice(
     settings, _ = DestinationSettings.from_mapping({})
     expected = expected_identities(events, settings)
     produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "e.jsonl", events))
-    emulator.faults(latency_ms=200)
+    emulator.faults(latency_ms=300)
     group = f"g-{uuid.uuid4().hex[:8]}"
     port = free_port()
     args = ("--delivery", "realtime")
@@ -69,7 +70,7 @@ def test_a_revoke_hands_back_queued_records_and_nothing_is_sent_twice(
         env=ENV,
     ).start()
     wait_for(
-        lambda: (gauge(port, "fullstory_consumer_in_flight_records") or 0) >= 1500,
+        lambda: (gauge(port, "fullstory_consumer_in_flight_records") or 0) >= 2000,
         60,
         "the first member to queue most of the topic",
         first.log,
@@ -77,7 +78,7 @@ def test_a_revoke_hands_back_queued_records_and_nothing_is_sent_twice(
     second = consumers(bootstrap, topic_name, group, emulator.url, args=args, env=ENV).start()
     wait_for(lambda: bool(owned_partitions(second)), 60, "the second member's share", second.log)
     (revoke,) = _revokes(first.log())
-    assert revoke["drained"] is True, revoke  # within 3 s, with ~2,000 records queued
+    assert revoke["drained"] is True, revoke  # within 8 s, with ~2,500 records queued
     assert revoke["released"] > 0, revoke
 
     wait_for(
