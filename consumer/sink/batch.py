@@ -4,8 +4,9 @@ Batches are segments of one partition: consecutive records, sealed when `max_ite
 `linger` seconds after the first. A sealed segment becomes up to two import jobs (users, events),
 created with `POST /v2/{users|events}/batch` under an Idempotency-Key derived from the segment's
 partition, offset range and items, polled until no longer PROCESSING; on FAILED the `/errors`
-pages are mapped back to items (by `index` when it matches the item's body, else by body) and each
-failed item's record gets `Rejected(400, code, message)`. A record is done when all its requests
+pages are mapped back to items by what FullStory echoes (`consumer.sink.batch_errors`: an error
+that cannot be placed on exactly one item refuses every candidate, so nothing refused counts as
+imported) and each failed item's record gets a `Rejected`. A record is done when all its requests
 are.
 
 No duplicates after a crash or a rebalance: FullStory's batch import has no per-item idempotency,
@@ -37,6 +38,7 @@ from urllib.parse import quote
 
 import orjson
 
+from consumer.sink.batch_errors import map_errors
 from consumer.sink.client import (
     Abandoned,
     AuthenticationError,
@@ -130,43 +132,6 @@ def batch_key(kind: str, keys: list[str], segment: str = "") -> str:
         digest.update(b"\n" + key.encode())
     text = digest.hexdigest()[:32]
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def map_errors(
-    kind: str, bodies: list[Any], errors: list[dict[str, Any]]
-) -> tuple[list[Rejected | None], int]:
-    """Each item's Rejected (None = imported) from a job's error items, and how many errors
-    matched no item. `index` is trusted only when the error's body equals that item's."""
-    label = "user" if kind == "users" else "event"
-    results: list[Rejected | None] = [None] * len(bodies)
-    by_body: dict[bytes, deque[int]] | None = None
-    unmapped = 0
-    for error in errors:
-        body = error.get(label)
-        index = error.get("index")
-        rejected = Rejected(400, str(error.get("code", "unknown")), str(error.get("message", "")))
-        if (
-            isinstance(index, int)
-            and 0 <= index < len(bodies)
-            and results[index] is None
-            and (body is None or body == bodies[index])
-        ):
-            results[index] = rejected
-            continue
-        if by_body is None:
-            by_body = {}
-            for i, item in enumerate(bodies):
-                by_body.setdefault(orjson.dumps(item, option=orjson.OPT_SORT_KEYS), deque()).append(
-                    i
-                )
-        candidates = by_body.get(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
-        while candidates and results[candidates[0]] is not None:
-            candidates.popleft()
-        if candidates:
-            results[candidates.popleft()] = rejected
-        else:
-            unmapped += 1
-    return results, unmapped
 
 
 class BatchSink:
@@ -462,16 +427,30 @@ class BatchSink:
                 extra={"kind": kind, "job": job_id, "items": len(items)},
             )
             return await self._one_by_one(client, kind, items)
-        if status == "COMPLETED":
+        if status.get("job", {}).get("status") == "COMPLETED":
             return [None] * len(items)
+        counted = status.get("errors")
         errors = await self._errors(client, base)
-        results, unmapped = map_errors(kind, [orjson.loads(item.body) for item in items], errors)
-        if unmapped:
+        if errors is None:  # unreadable: every item is refused rather than counted as imported
+            errors, counted = [], len(items)
+        mapping = map_errors(
+            kind,
+            [orjson.loads(item.body) for item in items],
+            errors,
+            counted if isinstance(counted, int) else None,
+        )
+        if mapping.ambiguous or mapping.unmatched:
             log.error(
-                "batch import errors that match no item of the batch; those items count as sent",
-                extra={"kind": kind, "job": job_id, "unmapped": unmapped},
+                "batch import errors that cannot be placed on exactly one item; every candidate "
+                "goes to the dead-letter topic",
+                extra={
+                    "kind": kind,
+                    "job": job_id,
+                    "ambiguous": mapping.ambiguous,
+                    "unmatched": mapping.unmatched,
+                },
             )
-        return results
+        return mapping.results
 
     async def _one_by_one(
         self, client: FullStoryClient, kind: str, items: list[_Item]
@@ -483,10 +462,10 @@ class BatchSink:
             results.append(answer if isinstance(answer, Rejected) else None)
         return results
 
-    async def _wait_for_job(self, client: FullStoryClient, base: str) -> str | None:
-        """Poll the job until it leaves PROCESSING; None when FullStory no longer knows it.
-        Quick jobs are seen done quickly, long ones cost few calls: the wait starts at 0.1 s
-        and grows by half each time up to `poll_interval`."""
+    async def _wait_for_job(self, client: FullStoryClient, base: str) -> dict[str, Any] | None:
+        """Poll the job until it leaves PROCESSING and return its status answer; None when
+        FullStory no longer knows it. Quick jobs are seen done quickly, long ones cost few calls:
+        the wait starts at 0.1 s and grows by half each time up to `poll_interval`."""
         wait = min(0.1, self._poll_interval)
         while True:
             await self._sleep(wait)
@@ -494,28 +473,35 @@ class BatchSink:
             answer = await client.call("GET", base, None, None, self._stopping)
             if isinstance(answer, Rejected):
                 return None
-            status = str(orjson.loads(answer.content).get("job", {}).get("status", ""))
-            if status in ("COMPLETED", "FAILED"):
+            status: dict[str, Any] = orjson.loads(answer.content)
+            if status.get("job", {}).get("status") in ("COMPLETED", "FAILED"):
                 return status
 
-    async def _errors(self, client: FullStoryClient, base: str) -> list[dict[str, Any]]:
-        """Every error item of a finished job, page by page."""
+    async def _errors(self, client: FullStoryClient, base: str) -> list[dict[str, Any]] | None:
+        """Every error item of a finished job, page by page; None when FullStory refuses to
+        list them. Paging stops at an empty or an already seen token, as FullStory's SDK does,
+        so a repeated token cannot loop for ever."""
         errors: list[dict[str, Any]] = []
         token: str | None = None
+        seen: set[str] = set()
         while True:
             path = f"{base}/errors" + (f"?page_token={quote(token, safe='')}" if token else "")
             answer = await client.call("GET", path, None, None, self._stopping)
             if isinstance(answer, Rejected):
-                log.error("cannot read a batch import's errors", extra={"path": base})
-                return errors
+                log.error(
+                    "cannot read a batch import's errors; its items go to the dead-letter topic",
+                    extra={"path": base, "status": answer.status, "code": answer.code},
+                )
+                return None
             if answer.status == 202:  # results not ready yet
                 await self._sleep(self._poll_interval)
                 continue
             page = orjson.loads(answer.content)
             errors.extend(item for item in page.get("results", []) if isinstance(item, dict))
             token = page.get("next_page_token")
-            if not token:
+            if not token or token in seen:
                 return errors
+            seen.add(token)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but give up at once when the sink is closing."""

@@ -81,6 +81,14 @@ def json_body(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
+def bare_api_key(api_key: str) -> str:
+    """The key without a `Basic ` scheme some operators copy along with it from FullStory's
+    docs: the client adds the scheme itself, and `Basic Basic K` is refused as a wrong key."""
+    key = api_key.strip()
+    scheme, _, rest = key.partition(" ")
+    return rest.strip() if scheme.lower() == "basic" and rest.strip() else key
+
+
 _STATUS_CLASS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
@@ -97,6 +105,7 @@ class FullStoryClient:
         connections: int = 32,
         backoff: Backoff | None = None,
     ) -> None:
+        api_key = bare_api_key(api_key)
         if not (api_key.isascii() and api_key.isprintable()):
             raise AuthenticationError(
                 "the API key contains characters that cannot be sent in an HTTP header; "

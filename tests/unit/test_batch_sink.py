@@ -19,7 +19,8 @@ from consumer.emulator.server import STATE
 from consumer.emulator.state import EmulatorState
 from consumer.metrics import Metrics
 from consumer.record import Record
-from consumer.sink.batch import BatchSink, batch_key, map_errors, parse_plan, plan_metadata
+from consumer.sink.batch import BatchSink, batch_key, parse_plan, plan_metadata
+from consumer.sink.batch_errors import UNMATCHED
 from consumer.sink.client import AuthenticationError, FullStoryClient, Rejected
 from consumer.sink.realtime import Job
 from consumer.sink.retry import Backoff
@@ -167,25 +168,6 @@ def test_failed_items_are_mapped_back_to_their_jobs() -> None:
         await sink.close()
 
     run(scenario)
-
-
-def test_errors_map_by_body_when_the_index_is_missing() -> None:
-    bodies: list[Any] = [{"name": "a"}, {"name": ""}, {"name": "b"}, {"name": ""}]
-    errors: list[dict[str, Any]] = [
-        {"message": "m1", "code": "invalid_argument", "event": {"name": ""}},
-        {"message": "m2", "code": "invalid_argument", "event": {"name": ""}, "index": 7},
-        {"message": "m3", "code": "invalid_argument", "event": {"name": "zzz"}},
-    ]
-    results, unmapped = map_errors("events", bodies, errors)
-    assert results[0] is None and results[2] is None
-    assert results[1] == Rejected(400, "invalid_argument", "m1")
-    assert results[3] == Rejected(400, "invalid_argument", "m2")
-    assert unmapped == 1
-    # an index whose body disagrees is not trusted
-    results, _ = map_errors(
-        "users", [{"uid": "a"}, {"uid": ""}], [{"user": {"uid": ""}, "index": 0}]
-    )
-    assert results[0] is None and results[1] is not None
 
 
 def test_errors_are_read_across_pages() -> None:
@@ -449,3 +431,92 @@ def test_flush_seals_open_segments_at_once_instead_of_after_the_linger() -> None
         await sink.close()
 
     run(scenario)
+
+
+def run_fake(
+    routes: Callable[[web.Request], Awaitable[web.Response]],
+    scenario: Callable[[Env], Awaitable[None]],
+) -> None:
+    """Run a scenario against a hand-written FullStory (answers the emulator never gives)."""
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", routes)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        client = FullStoryClient(url, "test-key", Metrics(), backoff=Backoff(0.01, 0.05))
+        try:
+            await scenario(Env(url, EmulatorState(EmulatorConfig()), client))
+        finally:
+            await client.aclose()
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def failed_job(errors_page: Callable[[web.Request], web.Response], counted: int) -> Any:
+    """A FullStory whose every user import job FAILED with `counted` errors, listed by
+    `errors_page`; records which paths were asked."""
+    asked: list[str] = []
+
+    async def routes(request: web.Request) -> web.Response:
+        asked.append(request.path_qs)
+        if request.method == "POST":
+            return web.json_response({"job": {"id": "j1", "status": "PROCESSING", "created": "x"}})
+        if request.path.endswith("/errors"):
+            return errors_page(request)
+        job = {"id": "j1", "status": "FAILED", "created": "x", "finished": "y"}
+        return web.json_response({"imports": 2 - counted, "errors": counted, "job": job})
+
+    return routes, asked
+
+
+def test_a_repeated_page_token_ends_the_error_paging() -> None:
+    def page(request: web.Request) -> web.Response:
+        error = {"message": "m", "code": "c", "user": {"uid": "b", "schema": None}}
+        return web.json_response(
+            {"results": [error], "total_records": "1", "next_page_token": "again"}
+        )
+
+    routes, asked = failed_job(page, 1)
+
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=10, linger=0.01)
+        sink.start()
+        sink.submit(env.job(0, user("a")))
+        sink.submit(env.job(1, user("b")))
+        await env.wait_done(2)
+        assert env.done == {0: None, 1: Rejected(400, "c", "m")}
+        await sink.close()
+
+    run_fake(routes, scenario)
+    assert [p for p in asked if "/errors" in p] == [
+        "/v2/users/batch/j1/errors",
+        "/v2/users/batch/j1/errors?page_token=again",
+    ]
+
+
+@pytest.mark.parametrize("answer", ["unreadable", "short"])
+def test_errors_that_cannot_be_read_or_are_missing_count_nothing_as_imported(answer: str) -> None:
+    def page(request: web.Request) -> web.Response:
+        if answer == "unreadable":
+            return web.json_response({"message": "gone", "code": "resource_not_found"}, status=404)
+        return web.json_response({"results": [], "total_records": "0"})
+
+    routes, _ = failed_job(page, 1)
+
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=10, linger=0.01)
+        sink.start()
+        sink.submit(env.job(0, user("a")))
+        sink.submit(env.job(1, user("b")))
+        await env.wait_done(2)
+        for offset in (0, 1):
+            rejected = env.done[offset]
+            assert isinstance(rejected, Rejected) and rejected.code == UNMATCHED
+        await sink.close()
+
+    run_fake(routes, scenario)

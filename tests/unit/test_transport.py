@@ -683,3 +683,20 @@ def test_client_call_honours_retry_after_and_sends_the_idempotency_key() -> None
         assert peers.connections == 1
 
     run(scenario)
+
+
+@pytest.mark.parametrize("configured", [KEY, f"Basic {KEY}", f"  basic  {KEY}\n"])
+def test_the_key_is_sent_once_behind_basic_even_when_configured_with_the_scheme(
+    configured: str,
+) -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="{}")
+
+    async def scenario() -> None:
+        async with aiohttp_server(ok) as (url, peers):
+            client = FullStoryClient(url, configured, Metrics())
+            await client.call("POST", "/v2/events", b"{}", "key-1", asyncio.Event())
+            await client.aclose()
+        assert peers.headers[0]["Authorization"] == f"Basic {KEY}"
+
+    run(scenario)
