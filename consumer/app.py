@@ -34,7 +34,8 @@ from consumer.record import Record
 from consumer.replay import rekey_for_replay
 from consumer.sink.batch import BatchSink
 from consumer.sink.client import Abandoned, FullStoryClient, Rejected
-from consumer.sink.realtime import Job, RealtimeSink
+from consumer.sink.contract import Job, Sink
+from consumer.sink.realtime import RealtimeSink
 from consumer.sink.retry import Backoff
 from consumer.source import Commits, KafkaSource, Partitions, consumer_config
 from consumer.transform import Invalid, Request, Requests, Skipped, transform
@@ -93,7 +94,7 @@ class Pipeline:
             topic=config.dlq_topic,
             suffix=config.dlq_suffix,
         )
-        self._sink: RealtimeSink | BatchSink
+        self._sink: Sink
         if config.delivery == "batch":
             self._sink = BatchSink(
                 self._delivered,

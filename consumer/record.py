@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+Partition = tuple[str, int]
+"""A partition as the pipeline keys it: (topic, partition number). Not confluent_kafka's
+TopicPartition, which also carries an offset and is used only at the Kafka boundary."""
+
 
 @dataclass(slots=True)
 class Record:
@@ -19,7 +23,7 @@ class Record:
     received_at: object = None  # Segment's receivedAt as sent, for the freshness metric
 
     @property
-    def tp(self) -> tuple[str, int]:
+    def tp(self) -> Partition:
         return (self.topic, self.partition)
 
     @property

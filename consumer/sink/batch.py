@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import orjson
 
+from consumer.record import Partition
 from consumer.sink.batch_errors import map_errors
 from consumer.sink.client import (
     Abandoned,
@@ -46,7 +47,7 @@ from consumer.sink.client import (
     Rejected,
     json_body,
 )
-from consumer.sink.realtime import Done, Fatal, Job
+from consumer.sink.contract import Done, Fatal, Job
 from consumer.transform import Request
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,7 @@ KINDS = {("POST", "/v2/users"): "users", ("POST", "/v2/events"): "events"}
 _KEY_NAMESPACE = b"segment-fullstory-consumer/batch-import/v1"
 _PLAN_PREFIX = "fsc1:"
 
-TopicPartition = tuple[str, int]
-Persist = Callable[[TopicPartition, str], Awaitable[None]]
+Persist = Callable[[Partition, str], Awaitable[None]]
 
 
 @dataclass(slots=True, eq=False)
@@ -84,7 +84,7 @@ class _Item:
 class _Segment:
     """Consecutive records of one partition that become one import job per kind."""
 
-    tp: TopicPartition
+    tp: Partition
     client: FullStoryClient
     opened: float
     after: asyncio.Future[None] | None  # the partition's last single request: created after it
@@ -135,7 +135,8 @@ def batch_key(kind: str, keys: list[str], segment: str = "") -> str:
 
 
 class BatchSink:
-    """Delivers jobs through batch import jobs; reports each job's result through `on_done`."""
+    """Delivers jobs through batch import jobs (a `Sink`); reports each job's result through
+    `on_done`."""
 
     def __init__(
         self,
@@ -161,17 +162,17 @@ class BatchSink:
         self._persist = persist
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._open: dict[TopicPartition, _Segment] = {}
+        self._open: dict[Partition, _Segment] = {}
         self._ready: deque[_Segment] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._singles: set[asyncio.Task[None]] = set()
         self._free_slots = max_jobs_in_flight
         # Per partition: sealed segments not finished (their ranges are the plan), restored plans
         # still to re-form, unfinished work in order, and the last single request.
-        self._sealed: dict[TopicPartition, list[_Segment]] = {}
-        self._plans: dict[TopicPartition, deque[tuple[int, int]]] = {}
-        self._unfinished: dict[TopicPartition, set[asyncio.Future[None]]] = {}
-        self._barrier: dict[TopicPartition, asyncio.Future[None]] = {}
+        self._sealed: dict[Partition, list[_Segment]] = {}
+        self._plans: dict[Partition, deque[tuple[int, int]]] = {}
+        self._unfinished: dict[Partition, set[asyncio.Future[None]]] = {}
+        self._barrier: dict[Partition, asyncio.Future[None]] = {}
         self._scheduler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -186,11 +187,11 @@ class BatchSink:
         """Segments whose import jobs are being created or polled right now."""
         return len(self._running)
 
-    def plan(self, tp: TopicPartition) -> str:
+    def plan(self, tp: Partition) -> str:
         """Commit metadata for a partition: its sealed, unfinished segment ranges."""
         return plan_metadata([(seg.first, seg.last) for seg in self._sealed.get(tp, ())])
 
-    def restore(self, tp: TopicPartition, metadata: str | None) -> None:
+    def restore(self, tp: Partition, metadata: str | None) -> None:
         """A newly assigned partition's plan from its committed metadata: those ranges will be
         formed into exactly the same segments again."""
         ranges = parse_plan(metadata)
@@ -199,12 +200,12 @@ class BatchSink:
         else:
             self._plans.pop(tp, None)
 
-    def release(self, tps: Collection[TopicPartition], *, everything: bool = False) -> list[Job]:
+    def release(self, tps: Collection[Partition], *, everything: bool = False) -> list[Job]:
         """Nothing is handed back at a revoke: a sealed segment's plan is committed for the
         next owner, who forms the very same import jobs, so this owner finishes them."""
         return []
 
-    def forget(self, tp: TopicPartition) -> None:
+    def forget(self, tp: Partition) -> None:
         """The partition is no longer ours: its plan belongs to the next owner."""
         self._plans.pop(tp, None)
 
@@ -287,7 +288,7 @@ class BatchSink:
         self._ready.append(segment)
         self._wake.set()
 
-    def _finished(self, tp: TopicPartition, done: asyncio.Future[None]) -> None:
+    def _finished(self, tp: Partition, done: asyncio.Future[None]) -> None:
         if not done.done():
             done.set_result(None)
         unfinished = self._unfinished.get(tp)

@@ -10,29 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from consumer.record import Record
-from consumer.sink.client import (
-    Abandoned,
-    AuthenticationError,
-    FullStoryClient,
-    Rejected,
-    json_body,
-)
+from consumer.record import Partition
+from consumer.sink.client import Abandoned, AuthenticationError, Rejected, json_body
+from consumer.sink.contract import Done, Fatal, Job
 from consumer.transform import Request
 
-
-@dataclass(slots=True)
-class Job:
-    record: Record
-    requests: tuple[Request, ...]
-    client: FullStoryClient
-
-
-Done = Callable[[Job, Rejected | None], None]
-Fatal = Callable[[BaseException], None]
 # One request ready to send: method, path, JSON body (None: no body), Idempotency-Key.
 Call = tuple[str, str, bytes | None, str]
 
@@ -80,11 +65,11 @@ class _Lane:
 
 
 class RealtimeSink:
-    """Bounded-concurrency sender; reports each job's result through `on_done`."""
+    """Bounded-concurrency sender (a `Sink`); reports each job's result through `on_done`."""
 
     def __init__(self, lanes: int, on_done: Done, on_fatal: Fatal) -> None:
         self._lanes = [_Lane() for _ in range(lanes)]
-        self._started: dict[tuple[str, int], int] = {}  # per partition: highest offset started
+        self._started: dict[Partition, int] = {}  # per partition: highest offset started
         self._on_done = on_done
         self._on_fatal = on_fatal
         self._stopping = asyncio.Event()
@@ -98,7 +83,7 @@ class RealtimeSink:
         calls = tuple(encoded(request) for request in job.requests)
         self._lanes[lane].put(_Queued(Job(job.record, (), job.client), calls))
 
-    def release(self, tps: Collection[tuple[str, int]], *, everything: bool = False) -> list[Job]:
+    def release(self, tps: Collection[Partition], *, everything: bool = False) -> list[Job]:
         """Take back the jobs of these partitions queued beyond the highest offset any lane has
         started (`everything`: all their queued jobs): at a revoke they are left unsent and
         uncommitted for the next owner, instead of holding up the rebalance while the lanes
@@ -120,14 +105,14 @@ class RealtimeSink:
                 lane.jobs = kept
         return released
 
-    def plan(self, tp: tuple[str, int]) -> str:
+    def plan(self, tp: Partition) -> str:
         """Realtime requests carry their own idempotency keys: no plan to commit."""
         return ""
 
-    def restore(self, tp: tuple[str, int], metadata: str | None) -> None:
+    def restore(self, tp: Partition, metadata: str | None) -> None:
         """Nothing to restore (see `plan`)."""
 
-    def forget(self, tp: tuple[str, int]) -> None:
+    def forget(self, tp: Partition) -> None:
         """The partition is no longer ours: drop its highest started offset."""
         self._started.pop(tp, None)
 

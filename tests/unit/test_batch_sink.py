@@ -22,7 +22,7 @@ from consumer.record import Record
 from consumer.sink.batch import BatchSink, batch_key, parse_plan, plan_metadata
 from consumer.sink.batch_errors import UNMATCHED
 from consumer.sink.client import AuthenticationError, FullStoryClient, Rejected
-from consumer.sink.realtime import Job
+from consumer.sink.contract import Job
 from consumer.sink.retry import Backoff
 from consumer.transform import Request
 

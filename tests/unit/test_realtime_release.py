@@ -8,7 +8,8 @@ import asyncio
 
 from consumer.record import Record
 from consumer.sink.client import Abandoned, Rejected
-from consumer.sink.realtime import Job, RealtimeSink
+from consumer.sink.contract import Job
+from consumer.sink.realtime import RealtimeSink
 from consumer.transform import Request
 
 
