@@ -5,6 +5,8 @@
 #   helm                   built from the Go module proxy with `go install`, cached in
 #                          deploy/local/.cache/bin (the tests look there when helm is not on PATH)
 #   kubernetes-validate    from PyPI, into the active Python (run this after activating the venv)
+#   node + npm             Debian's packages when missing: the official FullStory SDK tests
+#                          install @fullstory/server-api-client from npm and run it with node
 # Idempotent: each step is skipped when its tool is already there at the pinned version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,13 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     rm -f /usr/sbin/policy-rc.d.fullstory-consumer
 fi
 promtool --version 2>&1 | head -1
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+echo "node $(node --version), npm $(npm --version)"
 
 # A helm built by `go install` reports only its minor version: a stamp file records the pin.
 if [[ ! -x "$BIN/helm" ]] || [[ "$(cat "$BIN/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]]; then

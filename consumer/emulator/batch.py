@@ -4,14 +4,31 @@ A job is settled lazily: every route that can observe jobs (the batch routes, a 
 `/emulator/requests` and `/emulator/stats`) first finishes the jobs whose processing time is over,
 so what a test sees never depends on a timer having fired.
 
+Answers follow FullStory's OpenAPI files: an error item is `{"message", "code", "user"}` or
+`{"message", "code", "event", "shared"?}` with no position index; the echoed user is FullStory's
+parsed copy (`schema` null when none was sent, `type_conflicts` null, as in the spec's example),
+the echoed event is the item as sent (without `shared.context` applied). A user import result is
+a `BatchUserImportResponse` (`id`, the item's `uid`, `display_name`, `email`, `properties`,
+`schema`, `type_conflicts`), an event import result a `BatchCreateEventsResponse` (`user`
+`{id, uid}`, `session` `{id}`, `context`, `name`, `timestamp`, `properties`, `schema`).
+
 Choices where FullStory's behaviour is unverified:
-- each error item carries, besides FullStory's `message`, `code` and `user`/`event` (the item as
-  sent), an extra `index`: the item's position in `requests`, so a client can map errors back
-  even when two items are identical;
-- an import result is the effective event (with `shared.context` applied) or, for users,
-  `{"id", "uid"?, "display_name"?, "email"?}`;
-- `reject_matching` rules with a final 4xx status apply to items (as item errors); rules with a
-  retryable status (408, 429, 5xx) do not, as an item cannot be retried on its own;
+- a body whose items do not parse (not an object, an undeclared field, a wrong JSON type, see
+  `validation.py`) is refused whole with 400, as FullStory decodes the whole request first;
+  items failing a constraint, an identity rule or `shared.context` fail alone;
+- an empty `requests` is refused (400); at most 50,000 items (FullStory's documented limit);
+- `schema` in an import result is null for users and absent for events unless the GET has
+  `include_schema=true` (`true` or `false`, anything else is 400); it is then the declared
+  types over types inferred as FullStory documents them (numbers `real`, `YYYY-MM-DDT...`
+  strings `date`, arrays the plural of their items' type), keyed by dotted path;
+  `type_conflicts` is always null (the emulator keeps no per-org property types);
+- an event result's `user.id` is given only for a user the emulator knows (created through
+  `/v2/users` or a user import: events create no users here), `session` only for `session.id`
+  (the emulator has no sessions, so `use_most_recent` attaches none); a missing `timestamp` is
+  the import time;
+- `reject_matching` rules with a final 4xx status apply to items (as item errors whose `code`
+  is that status's code); rules with a retryable status (408, 429, 5xx) do not, as an item
+  cannot be retried on its own;
 - beyond `max_in_progress_jobs` jobs in progress a create answers 429 (FullStory first queues
   jobs beyond 100; the emulator does not model that queue);
 - `page_token` is the decimal offset of the page's first result.
@@ -28,10 +45,17 @@ from typing import Any
 import orjson
 
 from consumer.emulator.state import EmulatorState, retry_after_seconds
-from consumer.emulator.validation import Invalid, check_context, validate_event, validate_user
+from consumer.emulator.validation import (
+    Invalid,
+    check_event,
+    check_user,
+    error_code,
+    parse_batch,
+    schema_of,
+)
 
-MAX_ITEMS = 50_000
 KINDS = {"users": "/v2/users", "events": "/v2/events"}
+USER_RESULT_FIELDS = ("uid", "display_name", "email", "properties")
 
 
 class TooManyJobs(Exception):
@@ -44,21 +68,23 @@ class TooManyJobs(Exception):
 
 @dataclass
 class BatchJob:
-    """One import job; `items` are the bodies as sent, `context` the shared context if any."""
+    """One import job: `items` are the parsed bodies, `shared` the batch's `shared` if any, each
+    import its result and effective body (whose schema `include_schema` adds)."""
 
     id: str
     kind: str  # "users" | "events"
     created: str
     ready_at: float  # time.monotonic() when it stops PROCESSING
-    items: list[Any]
-    context: dict[str, Any] | None
+    items: list[dict[str, Any]]
+    shared: dict[str, Any] | None
     key: str | None
     status: str = "PROCESSING"
     finished: str | None = None
-    imports: list[Any] = field(default_factory=list)
+    imports: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """A `JobStatusResponse`."""
         job: dict[str, Any] = {"id": self.id, "status": self.status, "created": self.created}
         if self.finished is not None:
             job["finished"] = self.finished
@@ -67,30 +93,6 @@ class BatchJob:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_batch(kind: str, document: Any) -> tuple[list[Any], dict[str, Any] | None]:
-    """The items and shared context of a batch create body; raises Invalid for the whole batch."""
-    if not isinstance(document, dict):
-        raise Invalid("request body must be a JSON object")
-    allowed = {"requests", "shared"} if kind == "events" else {"requests"}
-    unknown = document.keys() - allowed
-    if unknown:
-        raise Invalid(f"unknown fields: {sorted(unknown)}")
-    items = document.get("requests")
-    if not isinstance(items, list) or not items:
-        raise Invalid("requests must be a non-empty array")
-    if len(items) > MAX_ITEMS:
-        raise Invalid(f"a batch import holds at most {MAX_ITEMS} requests, not {len(items)}")
-    context = None
-    if "shared" in document:
-        shared = document["shared"]
-        if not isinstance(shared, dict) or not shared.keys() <= {"context"}:
-            raise Invalid('shared must be {"context": {...}}')
-        if "context" in shared:
-            check_context(shared["context"])
-            context = shared["context"]
-    return items, context
 
 
 def settle(state: EmulatorState) -> None:
@@ -105,8 +107,8 @@ def settle(state: EmulatorState) -> None:
 
 
 def create(state: EmulatorState, kind: str, document: Any, key: str | None) -> bytes:
-    """Validate the batch as a whole and start a job; items are checked when it finishes."""
-    items, context = parse_batch(kind, document)
+    """Parse the batch as a whole and start a job; items are checked when it finishes."""
+    items, shared = parse_batch(kind, document)
     settle(state)
     faults = state.faults
     if len(state.in_progress) >= faults.max_in_progress_jobs:
@@ -118,7 +120,7 @@ def create(state: EmulatorState, kind: str, document: Any, key: str | None) -> b
         created=_now_iso(),
         ready_at=time.monotonic() + faults.batch_processing_ms / 1000.0,
         items=items,
-        context=context,
+        shared=shared,
         key=key,
     )
     state.jobs[job.id] = job
@@ -126,43 +128,79 @@ def create(state: EmulatorState, kind: str, document: Any, key: str | None) -> b
     return orjson.dumps({"job": {"id": job.id, "status": job.status, "created": job.created}})
 
 
-def _import(state: EmulatorState, job: BatchJob, item: Any) -> tuple[Any, Any]:
-    """Validate and apply one item as the single endpoint would: (effective body, result)."""
-    if job.kind == "users":
-        body = validate_user(item)
-        rule = state.match_rule(KINDS["users"], body, final_only=True)
-        if rule is not None:
-            raise Invalid(rule.message or "rejected by an emulator reject_matching rule")
-        result = {"id": state.upsert_user(body)}
-        result.update((k, body[k]) for k in ("uid", "display_name", "email") if k in body)
-        return body, result
-    if job.context is not None:
-        if isinstance(item, dict) and "context" in item:
-            raise Invalid("an item cannot have its own context when shared.context is set")
-        if isinstance(item, dict):
-            item = {**item, "context": job.context}
-    body = validate_event(item)
-    rule = state.match_rule(KINDS["events"], body, final_only=True)
+def _reject(state: EmulatorState, kind: str, body: dict[str, Any]) -> None:
+    rule = state.match_rule(KINDS[kind], body, final_only=True)
     if rule is not None:
-        raise Invalid(rule.message or "rejected by an emulator reject_matching rule")
-    return body, body
+        message = rule.message or "rejected by an emulator reject_matching rule"
+        raise Invalid(message, error_code(rule.status))
+
+
+def _event_result(state: EmulatorState, body: dict[str, Any]) -> dict[str, Any]:
+    """A `BatchCreateEventsResponse` for an imported event."""
+    result: dict[str, Any] = {}
+    if "user" in body:
+        uid, user_id = body["user"].get("uid"), body["user"].get("id")
+        if uid is not None:
+            user_id = state.uid_to_id.get(uid)
+        elif user_id in state.users:
+            uid = state.users[user_id].get("uid")
+        result["user"] = {k: v for k, v in (("id", user_id), ("uid", uid)) if v is not None}
+    if "id" in body.get("session", ()):
+        result["session"] = {"id": body["session"]["id"]}
+    if "context" in body:
+        result["context"] = body["context"]
+    result["name"] = body["name"]
+    result["timestamp"] = body.get("timestamp") or _now_iso()
+    if "properties" in body:
+        result["properties"] = body["properties"]
+    return result
+
+
+def _import(
+    state: EmulatorState, job: BatchJob, item: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check and apply one item as the single endpoint would: (effective body, result)."""
+    if job.kind == "users":
+        body = check_user(item)
+        _reject(state, job.kind, body)
+        result: dict[str, Any] = {"id": state.upsert_user(body)}
+        result.update((k, body[k]) for k in USER_RESULT_FIELDS if k in body)
+        result.update(schema=None, type_conflicts=None)
+        return body, result
+    context = job.shared.get("context") if job.shared is not None else None
+    if context is not None:
+        if "context" in item:
+            raise Invalid("an item cannot have its own context when shared.context is set")
+        item = {**item, "context": context}
+    body = check_event(item)
+    _reject(state, job.kind, body)
+    return body, _event_result(state, body)
+
+
+def _error(job: BatchJob, item: dict[str, Any], exc: Invalid) -> dict[str, Any]:
+    """A `FailedUserImport` or `FailedEventsImport`: the item as FullStory parsed it."""
+    error: dict[str, Any] = {"message": str(exc), "code": exc.code}
+    if job.kind == "users":
+        error["user"] = {**item, "schema": item.get("schema"), "type_conflicts": None}
+    else:
+        error["event"] = item
+        if job.shared is not None:
+            error["shared"] = job.shared
+    return error
 
 
 def _finish(state: EmulatorState, job: BatchJob) -> None:
     """Import the items one by one, log each as its own request, and close the job."""
     path = KINDS[job.kind]
-    label = "user" if job.kind == "users" else "event"
     for index, item in enumerate(job.items):
         key = f"{job.key}#{index}" if job.key is not None else None
         try:
             body, result = _import(state, job, item)
         except Invalid as exc:
-            job.errors.append(
-                {"message": str(exc), "code": "invalid_argument", label: item, "index": index}
-            )
+            job.errors.append(_error(job, item, exc))
             state.record("POST", path, "", orjson.dumps(item), key, False, 400, job.id)
             continue
-        job.imports.append(result)
+        job.imports.append((result, body))
         state.record("POST", path, "", orjson.dumps(body), key, False, 200, job.id)
     job.items = []
     job.status = "FAILED" if job.errors else "COMPLETED"
@@ -176,17 +214,30 @@ def find(state: EmulatorState, kind: str, job_id: str) -> BatchJob | None:
     return job if job is not None and job.kind == kind else None
 
 
-def page(job: BatchJob, which: str, token: str | None, size: int) -> bytes:
-    """One page of a finished job's imports or errors; raises Invalid for a bad token."""
-    results = job.imports if which == "imports" else job.errors
-    if token is None or token == "":
+def page(job: BatchJob, which: str, query: dict[str, str], size: int) -> bytes:
+    """One page of a finished job's imports or errors; raises Invalid for a bad query."""
+    total = len(job.imports) if which == "imports" else len(job.errors)
+    token = query.get("page_token", "")
+    if token == "":
         start = 0
-    elif token.isdigit() and int(token) <= len(results):
+    elif token.isdigit() and int(token) <= total:
         start = int(token)
     else:
         raise Invalid(f"invalid page_token {token[:32]!r}")
     end = start + size
-    out: dict[str, Any] = {"results": results[start:end], "total_records": str(len(results))}
-    if end < len(results):
+    results: list[dict[str, Any]]
+    if which == "errors":
+        results = job.errors[start:end]
+    else:
+        include = query.get("include_schema", "false")
+        if include not in ("true", "false"):
+            raise Invalid("include_schema must be true or false")
+        chunk = job.imports[start:end]
+        if include == "true":
+            results = [{**result, "schema": schema_of(body)} for result, body in chunk]
+        else:
+            results = [result for result, _ in chunk]
+    out: dict[str, Any] = {"results": results, "total_records": str(total)}
+    if end < total:
         out["next_page_token"] = str(end)
     return orjson.dumps(out)

@@ -27,25 +27,17 @@ from consumer.emulator.state import (
     FaultError,
     retry_after_seconds,
 )
-from consumer.emulator.validation import Invalid, validate_event, validate_user
+from consumer.emulator.validation import Invalid, error_code, validate_event, validate_user
 
 STATE = web.AppKey("state", EmulatorState)
 JSON = "application/json"
 MAX_BODY = 64 * 1024 * 1024  # room for batch imports of 50,000 items
-CODES = {
-    400: "invalid_argument",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "resource_not_found",
-    429: "too_many_requests",
-}
 EMPTY = b"{}"
 
 
-def error_body(status: int, message: str) -> bytes:
-    """FullStory's error shape; 5xx are `server_error`, unknown 4xx `invalid_argument`."""
-    code = "server_error" if status >= 500 else CODES.get(status, "invalid_argument")
-    return orjson.dumps({"message": message, "code": code})
+def error_body(status: int, message: str, code: str | None = None) -> bytes:
+    """FullStory's `ErrorResponse`; the code is the status's unless given."""
+    return orjson.dumps({"message": message, "code": code or error_code(status)})
 
 
 UNAUTHORIZED = error_body(401, "missing or invalid API key")
@@ -91,7 +83,7 @@ def _post_event(state: EmulatorState, body: Any, _key: str | None) -> bytes:
 def _delete_user(state: EmulatorState, query: dict[str, str], _key: str | None) -> bytes:
     uid = query.get("uid")
     if not uid:
-        raise Invalid("the uid query parameter is required")
+        raise Invalid("uid is required", "required_field")
     state.delete_user(uid)
     return EMPTY
 
@@ -136,7 +128,7 @@ def _batch_results(kind: str, which: str) -> Endpoint:
         job = _job(state, kind, params)
         if job.status == "PROCESSING":
             raise Answer(202, EMPTY)
-        return batch.page(job, which, params.get("page_token"), state.faults.batch_page_size)
+        return batch.page(job, which, params, state.faults.batch_page_size)
 
     return Endpoint(apply, has_body=False, idempotent=False, faultable=True)
 
@@ -202,7 +194,7 @@ def _evaluate(
     try:
         return 200, endpoint.apply(state, document, key), None, False
     except Invalid as exc:
-        return 400, error_body(400, str(exc)), None, False
+        return 400, error_body(400, str(exc), exc.code), None, False
     except Answer as answer:
         return answer.status, answer.body, answer.retry_after, False
 

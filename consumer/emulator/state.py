@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from consumer.emulator.validation import Invalid
+
 if TYPE_CHECKING:
     from consumer.emulator.batch import BatchJob
 
@@ -339,18 +341,28 @@ class EmulatorState:
     # -- users -------------------------------------------------------------------------------
 
     def upsert_user(self, body: dict[str, Any]) -> str:
-        """Create or update a user; a uid keeps its id, an anonymous call makes a new user."""
+        """Create or update a user; a uid keeps its id, an anonymous call makes a new user. A
+        batch item's `id` updates that user (unknown: `user_not_found`), whose uid, once set,
+        cannot change."""
         uid = body.get("uid")
-        user_id = self.uid_to_id.get(uid) if uid is not None else None
+        user_id = body.get("id")
+        if user_id is None:
+            user_id = self.uid_to_id.get(uid) if uid is not None else None
+        elif user_id not in self.users:
+            raise Invalid(f"no user with id {user_id!r}", "user_not_found")
+        elif uid is not None and (
+            self.users[user_id].get("uid", uid) != uid
+            or self.uid_to_id.get(uid, user_id) != user_id
+        ):
+            raise Invalid(f"uid {uid!r} does not match user {user_id!r}")
         if user_id is None:
             self.next_user += 1
             user_id = str(1_000_000_000 + self.next_user)
-            record: dict[str, Any] = {"id": user_id, "properties": {}}
-            if uid is not None:
-                record["uid"] = uid
-                self.uid_to_id[uid] = user_id
-            self.users[user_id] = record
+            self.users[user_id] = {"id": user_id, "properties": {}}
         record = self.users[user_id]
+        if uid is not None and "uid" not in record:
+            record["uid"] = uid
+            self.uid_to_id[uid] = user_id
         for name in ("display_name", "email"):
             if name in body:
                 record[name] = body[name]

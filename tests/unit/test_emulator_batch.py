@@ -74,8 +74,12 @@ def test_job_lifecycle_processing_then_completed() -> None:
         assert done["job"]["status"] == "COMPLETED" and "finished" in done["job"]
         assert (done["imports"], done["errors"]) == (2, 0)
         status, page, _ = await call(client, "GET", f"/v2/events/batch/{job['id']}/imports")
-        assert status == 200
-        assert page == {"results": [{"name": "a"}, {"name": "b"}], "total_records": "2"}
+        assert status == 200 and set(page) == {"results", "total_records"}
+        assert page["total_records"] == "2"
+        # without a timestamp an event is stamped with the import time
+        assert [set(r) for r in page["results"]] == [{"name", "timestamp"}] * 2
+        assert [r["name"] for r in page["results"]] == ["a", "b"]
+        assert all(r["timestamp"] >= job["created"] for r in page["results"])
         # a job is found only under its own kind
         status, payload, _ = await call(client, "GET", f"/v2/users/batch/{job['id']}")
         assert (status, payload["code"]) == (404, "resource_not_found")
@@ -98,20 +102,25 @@ def test_processing_time_is_configurable_at_run_time() -> None:
     run(scenario)
 
 
-def test_item_errors_fail_the_job_and_point_back_to_the_item() -> None:
+def test_item_errors_fail_the_job_and_echo_the_parsed_item_without_an_index() -> None:
     async def scenario(client: Client) -> None:
-        body = {"requests": [{"uid": "ok"}, {"uid": ""}, {"uid": "x", "bogus": 1}]}
+        schema = {"properties": {"n": "int"}}
+        too_long = {"uid": "x" * 257, "properties": {"n": 1}, "schema": schema}
+        body = {"requests": [{"uid": "ok"}, {"uid": ""}, too_long]}
         _, created, _ = await call(client, "POST", "/v2/users/batch", body, key="k1")
         done = await finished(client, "users", created["job"]["id"])
         assert done["job"]["status"] == "FAILED"
         assert (done["imports"], done["errors"]) == (1, 2)
         _, page, _ = await call(client, "GET", f"/v2/users/batch/{created['job']['id']}/errors")
-        assert page["total_records"] == "2"
-        assert [(e["index"], e["user"], e["code"]) for e in page["results"]] == [
-            (1, {"uid": ""}, "invalid_argument"),
-            (2, {"uid": "x", "bogus": 1}, "invalid_argument"),
+        assert page["total_records"] == "2" and "next_page_token" not in page
+        assert [set(e) for e in page["results"]] == [{"message", "code", "user"}] * 2
+        # FullStory's parsed copy: schema (null unless sent) and type_conflicts null are added
+        assert [(e["user"], e["code"]) for e in page["results"]] == [
+            ({"uid": "", "schema": None, "type_conflicts": None}, "invalid_argument"),
+            ({**too_long, "type_conflicts": None}, "invalid_argument"),
         ]
         assert "uid" in page["results"][0]["message"]
+        assert "256" in page["results"][1]["message"]
         _, imports, _ = await call(client, "GET", f"/v2/users/batch/{created['job']['id']}/imports")
         assert imports["results"][0]["uid"] == "ok"
         users = await control(client, "/emulator/users")
@@ -134,10 +143,17 @@ def test_shared_context_applies_to_items_and_conflicts_with_their_own() -> None:
             "shared": {"context": context},
         }
         _, created, _ = await call(client, "POST", "/v2/events/batch", body)
+        base = f"/v2/events/batch/{created['job']['id']}"
         done = await finished(client, "events", created["job"]["id"])
         assert (done["imports"], done["errors"]) == (1, 1)
         log = await control(client, "/emulator/requests?path=/v2/events")
         assert [r["body"] for r in log] == [{"name": "a", "context": context}]
+        _, imports, _ = await call(client, "GET", base + "/imports")
+        assert imports["results"][0]["context"] == context
+        _, errors, _ = await call(client, "GET", base + "/errors")
+        (error,) = errors["results"]
+        assert (error["event"], error["shared"]) == (body["requests"][1], body["shared"])
+        assert set(error) == {"message", "code", "event", "shared"}
         bad_shared = {"requests": [{"name": "a"}], "shared": {"context": {"nope": {}}}}
         status, _, _ = await call(client, "POST", "/v2/events/batch", bad_shared)
         assert status == 400
@@ -174,6 +190,16 @@ def test_errors_and_imports_are_paged() -> None:
     "body",
     [
         pytest.param({"requests": []}, id="empty"),
+        pytest.param({}, id="no-requests"),
+        pytest.param({"requests": ["a"]}, id="item-not-an-object"),
+        pytest.param({"requests": [{"name": "a", "bogus": 1}]}, id="item-unknown-field"),
+        pytest.param({"requests": [{"name": 5}]}, id="item-name-not-a-string"),
+        pytest.param(
+            {"requests": [{"name": "a", "context": {"device": {"screen_width": "1"}}}]},
+            id="item-context-wrong-type",
+        ),
+        pytest.param({"requests": [{"name": "a"}], "shared": {"user": {}}}, id="shared-unknown"),
+        pytest.param({"requests": [{"name": "a"}], "shared": None}, id="shared-null"),
         pytest.param({"requests": {"name": "a"}}, id="not-a-list"),
         pytest.param({"items": [{"name": "a"}]}, id="unknown-field"),
         pytest.param({"requests": [{"name": "a"}] * 50_001}, id="too-many"),
@@ -183,8 +209,29 @@ def test_errors_and_imports_are_paged() -> None:
 def test_an_invalid_batch_is_rejected_whole(body: Any) -> None:
     async def scenario(client: Client) -> None:
         status, payload, _ = await call(client, "POST", "/v2/events/batch", body)
-        assert (status, payload["code"]) == (400, "invalid_argument")
+        assert status == 400 and set(payload) == {"message", "code"}
+        assert payload["code"] == ("required_field" if body == {} else "invalid_argument")
         assert (await control(client, "/emulator/stats"))["batch_jobs"] == {}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        pytest.param({"uid": "u", "name": "x"}, id="unknown-field"),
+        pytest.param({"uid": 7}, id="uid-not-a-string"),
+        pytest.param({"id": 7}, id="id-not-a-string"),
+        pytest.param({"properties": None}, id="properties-null"),
+        pytest.param({"schema": {"properties": []}}, id="schema-properties-not-an-object"),
+    ],
+)
+def test_a_user_batch_whose_items_do_not_parse_is_rejected_whole(item: Any) -> None:
+    async def scenario(client: Client) -> None:
+        body = {"requests": [{"uid": "fine"}, item]}
+        status, payload, _ = await call(client, "POST", "/v2/users/batch", body)
+        assert (status, payload["code"]) == (400, "invalid_argument")
+        assert "requests[1]" in payload["message"]
 
     run(scenario)
 
@@ -195,11 +242,12 @@ def test_in_progress_limit_answers_429_with_retry_after() -> None:
         for _ in range(2):
             status, _, _ = await call(client, "POST", "/v2/events/batch", events("a"))
             assert status == 200
-        status, payload, response = await call(client, "POST", "/v2/users/batch", events("a"))
+        users = {"requests": [{"uid": "u"}]}
+        status, payload, response = await call(client, "POST", "/v2/users/batch", users)
         assert (status, payload["code"]) == (429, "too_many_requests")
         assert response.headers["Retry-After"] == "1"
         await asyncio.sleep(0.35)
-        status, _, _ = await call(client, "POST", "/v2/users/batch", {"requests": [{"uid": "u"}]})
+        status, _, _ = await call(client, "POST", "/v2/users/batch", users)
         assert status == 200
 
     run(scenario, EmulatorConfig(max_in_progress_jobs=2))
@@ -248,13 +296,174 @@ def test_item_reject_rules_fail_items_but_retryable_rules_do_not() -> None:
     async def scenario(client: Client) -> None:
         rules = [
             {"field": "name", "value": "bad", "status": 400, "message": "nope"},
+            {"field": "name", "value": "gone", "status": 404},
             {"field": "name", "value": "slow", "status": 503, "path": "/v2/events"},
         ]
         await control(client, "/emulator/faults", {"reject_matching": rules})
-        _, created, _ = await call(client, "POST", "/v2/events/batch", events("bad", "slow"))
+        body = events("bad", "slow", "gone")
+        _, created, _ = await call(client, "POST", "/v2/events/batch", body)
+        done = await finished(client, "events", created["job"]["id"])
+        assert (done["imports"], done["errors"]) == (1, 2)
+        _, page, _ = await call(client, "GET", f"/v2/events/batch/{created['job']['id']}/errors")
+        assert [(e["event"], e["message"], e["code"]) for e in page["results"]] == [
+            ({"name": "bad"}, "nope", "invalid_argument"),
+            (
+                {"name": "gone"},
+                "rejected by an emulator reject_matching rule",
+                "resource_not_found",
+            ),
+        ]
+
+    run(scenario)
+
+
+async def imports(client: Client, kind: str, body: Any, query: str = "") -> list[Any]:
+    """Create a job, wait for it, and return its import results (one page)."""
+    status, created, _ = await call(client, "POST", f"/v2/{kind}/batch", body)
+    assert status == 200, created
+    await finished(client, kind, created["job"]["id"])
+    status, page, _ = await call(
+        client, "GET", f"/v2/{kind}/batch/{created['job']['id']}/imports{query}"
+    )
+    assert status == 200, page
+    return list(page["results"])
+
+
+def test_user_import_results_follow_batch_user_import_response() -> None:
+    async def scenario(client: Client) -> None:
+        full = {
+            "uid": "u1",
+            "display_name": "One",
+            "email": "donotreply@fullstory",
+            "properties": {"plan": "pro", "seen": "2024-05-01T10:00:00Z", "sign_up": {"n": 3}},
+            "schema": {"properties": {"sign_up.n": "int"}},
+        }
+        body = {"requests": [full, {"display_name": "anonymous"}]}
+        first, anonymous = await imports(client, "users", body)
+        assert first == {
+            "id": first["id"],
+            **{k: v for k, v in full.items() if k != "schema"},
+            "schema": None,
+            "type_conflicts": None,
+        }
+        assert anonymous == {
+            "id": anonymous["id"],
+            "display_name": "anonymous",
+            "schema": None,
+            "type_conflicts": None,
+        }
+        assert first["id"] != anonymous["id"]
+        first, anonymous = await imports(client, "users", body, "?include_schema=true")
+        assert first["schema"] == {
+            "properties": {"plan": "str", "seen": "date", "sign_up.n": "int"}
+        }
+        assert anonymous["schema"] == {"properties": {}}
+        assert first["type_conflicts"] is None
+        status, created, _ = await call(client, "POST", "/v2/users/batch", body)
+        await finished(client, "users", created["job"]["id"])
+        path = f"/v2/users/batch/{created['job']['id']}/imports?include_schema=yes"
+        status, payload, _ = await call(client, "GET", path)
+        assert (status, payload["code"]) == (400, "invalid_argument")
+
+    run(scenario)
+
+
+def test_user_items_may_name_the_fullstory_id() -> None:
+    async def scenario(client: Client) -> None:
+        _, known, _ = await call(client, "POST", "/v2/users", {"uid": "u1"})
+        _, anonymous, _ = await call(client, "POST", "/v2/users", {})
+        requests = [
+            {"id": known["id"], "display_name": "Known"},
+            {"id": anonymous["id"], "uid": "late"},  # an anonymous user gets its uid
+            {"id": "999", "display_name": "Nobody"},
+            {"id": known["id"], "uid": "other"},  # a uid, once set, never changes
+        ]
+        _, created, _ = await call(client, "POST", "/v2/users/batch", {"requests": requests})
+        job = f"/v2/users/batch/{created['job']['id']}"
+        done = await finished(client, "users", created["job"]["id"])
+        assert (done["imports"], done["errors"]) == (2, 2)
+        _, page, _ = await call(client, "GET", job + "/imports")
+        assert [r["id"] for r in page["results"]] == [known["id"], anonymous["id"]]
+        _, page, _ = await call(client, "GET", job + "/errors")
+        assert [e["code"] for e in page["results"]] == ["user_not_found", "invalid_argument"]
+        users = {u["id"]: u for u in await control(client, "/emulator/users")}
+        assert users[known["id"]] == {
+            "id": known["id"],
+            "uid": "u1",
+            "display_name": "Known",
+            "properties": {},
+        }
+        assert users[anonymous["id"]]["uid"] == "late"
+        _, again, _ = await call(client, "POST", "/v2/users", {"uid": "late"})
+        assert again["id"] == anonymous["id"]
+
+    run(scenario)
+
+
+def test_event_import_results_follow_batch_create_events_response() -> None:
+    async def scenario(client: Client) -> None:
+        _, known, _ = await call(client, "POST", "/v2/users", {"uid": "known"})
+        stamp = "2024-05-01T12:00:00Z"
+        context = {"browser": {"url": "https://x.example/"}}
+        requests = [
+            {"name": "a", "timestamp": stamp, "user": {"uid": "known"}, "properties": {"n": 1}},
+            {"name": "b", "timestamp": stamp, "user": {"id": known["id"]}},
+            {"name": "c", "timestamp": stamp, "user": {"uid": "new"}},
+            {
+                "name": "d",
+                "timestamp": stamp,
+                "user": {"uid": "known"},
+                "session": {"use_most_recent": True},
+            },
+            {"name": "e", "timestamp": stamp, "session": {"id": "1:2"}, "schema": {}},
+        ]
+        body = {"requests": requests, "shared": {"context": context}}
+        results = await imports(client, "events", body)
+        ids = {"id": known["id"], "uid": "known"}
+        shared = {"context": context, "timestamp": stamp}
+        assert results == [
+            {"user": ids, **shared, "name": "a", "properties": {"n": 1}},
+            {"user": ids, **shared, "name": "b"},
+            {"user": {"uid": "new"}, **shared, "name": "c"},
+            {"user": ids, **shared, "name": "d"},  # no session: the emulator has none
+            {"session": {"id": "1:2"}, **shared, "name": "e"},
+        ]
+        results = await imports(client, "events", body, "?include_schema=true")
+        assert results[0]["schema"] == {"properties": {"n": "real"}}
+        assert results[4]["schema"] == {"properties": {}}
+
+    run(scenario)
+
+
+def test_user_limits_fail_the_item() -> None:
+    async def scenario(client: Client) -> None:
+        many = {f"p{i}": i for i in range(501)}
+        requests = [
+            {"uid": "fits", "properties": dict(list(many.items())[:500])},
+            {"uid": "over", "properties": many},
+        ]
+        _, created, _ = await call(client, "POST", "/v2/users/batch", {"requests": requests})
+        done = await finished(client, "users", created["job"]["id"])
+        assert (done["imports"], done["errors"]) == (1, 1)
+        _, page, _ = await call(client, "GET", f"/v2/users/batch/{created['job']['id']}/errors")
+        (error,) = page["results"]
+        assert (error["user"]["uid"], error["code"]) == ("over", "invalid_argument")
+        assert "500" in error["message"]
+
+    run(scenario)
+
+
+def test_event_user_uid_over_256_characters_fails_the_item() -> None:
+    async def scenario(client: Client) -> None:
+        requests = [
+            {"name": "a", "user": {"uid": "u" * 256}},
+            {"name": "b", "user": {"uid": "u" * 257}},
+        ]
+        _, created, _ = await call(client, "POST", "/v2/events/batch", {"requests": requests})
         done = await finished(client, "events", created["job"]["id"])
         assert (done["imports"], done["errors"]) == (1, 1)
         _, page, _ = await call(client, "GET", f"/v2/events/batch/{created['job']['id']}/errors")
-        assert [(e["index"], e["message"]) for e in page["results"]] == [(0, "nope")]
+        assert [e["event"]["name"] for e in page["results"]] == ["b"]
+        assert "shared" not in page["results"][0]
 
     run(scenario)

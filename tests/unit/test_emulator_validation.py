@@ -48,6 +48,9 @@ BAD_EVENTS = [
     pytest.param({"name": "a", "user": {"email": "e@x"}}, id="user-unknown-field"),
     pytest.param({"name": "a", "user": {"uid": ""}}, id="user-uid-empty"),
     pytest.param({"name": "a", "user": {"uid": 5}}, id="user-uid-not-string"),
+    pytest.param({"name": "a", "user": {"uid": "u" * 257}}, id="user-uid-over-256"),
+    pytest.param({"name": "a", "user": {"id": 123}}, id="user-id-not-string"),
+    pytest.param({"name": "a", "session": {"id": 1}}, id="session-id-not-string"),
     pytest.param({"name": "a", "user": "u"}, id="user-not-object"),
     pytest.param({"name": "a", "user": None}, id="user-null"),
     pytest.param(
@@ -87,7 +90,6 @@ BAD_EVENTS = [
     pytest.param({"name": "a", "properties": {"l": [[1]]}}, id="array-of-arrays"),
     pytest.param({"name": "a", "properties": {"l": ["x" * 8193]}}, id="array-item-over-8192"),
     pytest.param({"name": "a", "properties": {"p": 1}, "schema": []}, id="schema-not-object"),
-    pytest.param({"name": "a", "properties": {"p": 1}, "schema": {}}, id="schema-empty"),
     pytest.param(
         {"name": "a", "properties": {"p": 1}, "schema": {"properties": {"p": "int"}, "x": {}}},
         id="schema-extra-key",
@@ -117,6 +119,23 @@ BAD_EVENTS = [
         {"name": "a", "context": {"location": {"city": {"name": "Paris"}}}},
         id="context-value-object",
     ),
+    pytest.param({"name": "a", "context": {"browser": {"url": 1}}}, id="context-url-number"),
+    pytest.param(
+        {"name": "a", "context": {"device": {"screen_width": 393.0}}}, id="context-width-float"
+    ),
+    pytest.param(
+        {"name": "a", "context": {"device": {"screen_width": "393"}}}, id="context-width-string"
+    ),
+    pytest.param(
+        {"name": "a", "context": {"device": {"viewport_height": True}}}, id="context-height-bool"
+    ),
+    pytest.param(
+        {"name": "a", "context": {"device": {"screen_height": 2**31}}}, id="context-over-int32"
+    ),
+    pytest.param(
+        {"name": "a", "context": {"location": {"latitude": "48.8"}}}, id="context-lat-string"
+    ),
+    pytest.param({"name": "a", "context": {"mobile": {"app_id": None}}}, id="context-null"),
 ]
 
 GOOD_EVENTS = [
@@ -177,6 +196,19 @@ GOOD_EVENTS = [
     pytest.param({"name": "a", "properties": {"a" * 512: 1}}, id="name-exactly-512"),
     pytest.param({"name": "a", "properties": nested(46, 1)}, id="dotted-path-under-512"),
     pytest.param({"name": "a", "properties": {"A_b9": 1}}, id="name-with-digits-underscore"),
+    pytest.param({"name": "a", "properties": {"p": 1}, "schema": {}}, id="schema-empty"),
+    pytest.param({"name": "a", "schema": {"properties": {}}}, id="schema-declares-nothing"),
+    pytest.param({"name": "a", "user": {"uid": "u" * 256}}, id="user-uid-exactly-256"),
+    pytest.param(
+        {"name": "a", "context": {"location": {"latitude": 48, "longitude": -2.5}}},
+        id="context-integer-latitude",
+    ),
+    pytest.param(
+        {"name": "a", "context": {"device": {"screen_width": 2**31 - 1}}}, id="context-int32-max"
+    ),
+    pytest.param(
+        {"name": "a", "properties": {f"p{i}": i for i in range(501)}}, id="501-event-properties"
+    ),
 ]
 
 
@@ -184,8 +216,18 @@ GOOD_EVENTS = [
 def test_bad_event_is_rejected_with_400(body: Any) -> None:
     status, payload = post("/v2/events", body)
     assert status == 400
+    assert set(payload) == {"message", "code"}
     assert payload["code"] == "invalid_argument"
     assert isinstance(payload["message"], str) and payload["message"]
+
+
+@pytest.mark.parametrize("body", [{}, {"name": ""}])
+def test_a_nameless_event_gets_fullstorys_message(body: Any) -> None:
+    """The SDK's smoke test against the live API: 400 invalid_argument with this message."""
+    assert post("/v2/events", body) == (
+        400,
+        {"message": "events must have a non-empty name", "code": "invalid_argument"},
+    )
 
 
 @pytest.mark.parametrize("body", GOOD_EVENTS)
@@ -207,6 +249,10 @@ BAD_USERS = [
     pytest.param({"uid": "u", "properties": "x"}, id="properties-not-object"),
     pytest.param({"uid": "u", "properties": {"a.b": 1}}, id="property-name-with-dot"),
     pytest.param({"uid": "u", "properties": {"l": [{"a": 1}]}}, id="array-of-objects"),
+    pytest.param({"uid": "u", "properties": {f"p{i}": i for i in range(501)}}, id="501-properties"),
+    pytest.param({"id": "1000000001", "uid": "u"}, id="id-not-declared-for-create"),
+    pytest.param({"uid": "u", "schema": {"types": {}}}, id="schema-unknown-field"),
+    pytest.param({"uid": "u", "schema": {"properties": "str"}}, id="schema-properties-string"),
     pytest.param(
         {"uid": "u", "properties": {"a": 1}, "schema": {"properties": {"b": "str"}}},
         id="schema-path-missing",
@@ -222,6 +268,7 @@ BAD_USERS = [
 def test_bad_user_is_rejected_with_400(body: Any) -> None:
     status, payload = post("/v2/users", body)
     assert (status, payload["code"]) == (400, "invalid_argument")
+    assert set(payload) == {"message", "code"}
 
 
 @pytest.mark.parametrize(
@@ -238,9 +285,20 @@ def test_bad_user_is_rejected_with_400(body: Any) -> None:
             },
             id="all-fields-at-limits",
         ),
+        pytest.param({"properties": {f"p{i}": i for i in range(500)}}, id="500-properties"),
+        pytest.param(
+            {
+                "properties": {
+                    "a": {f"p{i}": i for i in range(300)},
+                    **{f"q{i}": 1 for i in range(300)},
+                }
+            },
+            id="nested-properties-count-at-their-own-level",
+        ),
+        pytest.param({"email": "donotreply@fullstory"}, id="email-not-checked-as-an-address"),
     ],
 )
 def test_good_user_is_accepted(body: Any) -> None:
     status, payload = post("/v2/users", body)
-    assert status == 200
+    assert status == 200 and set(payload) == {"id"}
     assert isinstance(payload["id"], str) and payload["id"]
