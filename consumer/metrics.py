@@ -45,6 +45,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.user_properties_dropped = Counter(
+            f"{p}_user_properties_dropped_total",
+            "User properties left out of identify/group requests by FullStory's 500-property cap.",
+            registry=r,
+        )
         self.records_delivered = Counter(
             f"{p}_records_delivered_total",
             "Records whose every request FullStory acknowledged.",
@@ -102,7 +107,10 @@ class Metrics:
             f"{p}_assigned_partitions", "Partitions currently owned by this consumer.", registry=r
         )
         self.commits = Counter(
-            f"{p}_offset_commits_total", "Offset stores/commits, by kind.", ["kind"], registry=r
+            f"{p}_offset_commits_total",
+            "Offset commits, by kind (explicit: each second; revoke: at a rebalance).",
+            ["kind"],
+            registry=r,
         )
         self.rebalances = Counter(
             f"{p}_rebalances_total",

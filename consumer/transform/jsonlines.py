@@ -27,10 +27,11 @@ def _shown_message_id(event: object) -> object:
 
 
 def outcome_to_json(event: object, outcome: Outcome) -> dict[str, object]:
-    """The `transform` command's object for one event: requests, skipped or error."""
+    """The `transform` command's object for one event: requests (with `dropped_properties`
+    when the 500-property cap left some out), skipped or error."""
     shown = _shown_message_id(event)
     if isinstance(outcome, Requests):
-        return {
+        shape: dict[str, object] = {
             "messageId": shown,
             "requests": [
                 {
@@ -42,6 +43,9 @@ def outcome_to_json(event: object, outcome: Outcome) -> dict[str, object]:
                 for request in outcome.requests
             ],
         }
+        if outcome.dropped_properties:
+            shape["dropped_properties"] = list(outcome.dropped_properties)
+        return shape
     if isinstance(outcome, Skipped):
         return {"messageId": shown, "skipped": outcome.reason}
     return {"messageId": shown, "error": outcome.reason}

@@ -23,8 +23,10 @@ identity → the type's own rule. Choices the spec leaves open:
 - group: `group` is left out when the normalised traits are empty; `groupId` is a string property
   (a long one is cut to 8192 bytes like any string).
 - context: text fields must be non-empty strings (`app.version` may also be a number);
-  screen sizes whole numbers in [0, 2^31); latitude/longitude finite numbers within ±90/±180.
+  screen sizes whole numbers in [0, 2^31); latitude/longitude finite numbers within ±90/±180;
+  `country`/`region` ISO codes, from codes or names (location.py), a region only with a country.
   Other values are left out, so one bad field never costs the event.
+- identify and group: at most 500 user properties, by dotted leaf path (properties.py).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from typing import Any
 from urllib.parse import quote
 
 from consumer.transform.idempotency import idempotency_key
+from consumer.transform.location import country_code, region_code
 from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
-from consumer.transform.properties import SAFE_TEXT_LEN, cut_text, normalise
+from consumer.transform.properties import SAFE_TEXT_LEN, cap_user_properties, cut_text, normalise
 from consumer.transform.settings import DestinationSettings
 from consumer.transform.timestamps import event_timestamp
 
@@ -61,6 +64,9 @@ IDENTIFY_DROPPED = (
     (IDENTIFY_ALWAYS_DROPPED, IDENTIFY_ALWAYS_DROPPED | {"email"}),
     (IDENTIFY_ALWAYS_DROPPED | {"name"}, IDENTIFY_ALWAYS_DROPPED | {"name", "email"}),
 )
+# Properties the mapping adds to a user: never dropped by the 500-property cap.
+IDENTIFY_KEPT = frozenset(("segmentAnonymousId",))
+GROUP_KEPT = frozenset(("groupId",))
 # page/screen: (word in the event name, property naming the page or screen)
 VIEW_KINDS: dict[str, tuple[str, str]] = {
     "page": ("Page", "pageName"),
@@ -169,8 +175,6 @@ CONTEXT_MAP: tuple[tuple[str, tuple[ContextSource, ...]], ...] = (
                 "location",
                 (
                     ("city", "city", _text),
-                    ("region", "region", _text),
-                    ("country", "country", _text),
                     ("latitude", "latitude", _coordinate(90)),
                     ("longitude", "longitude", _coordinate(180)),
                 ),
@@ -199,6 +203,18 @@ def map_context(context: object) -> dict[str, dict[str, object]] | None:
                         if mapped is None:
                             mapped = out[part] = {}
                         mapped[field] = converted
+    location = context.get("location")
+    if type(location) is dict:
+        # Codes, not names (see location.py); a region is looked up within its country.
+        country = country_code(location.get("country"))
+        if country is not None:
+            place = out.get("location")
+            if place is None:
+                place = out["location"] = {}
+            region = region_code(country, location.get("region"))
+            if region is not None:
+                place["region"] = region
+            place["country"] = country
     return out or None
 
 
@@ -230,10 +246,16 @@ def integrations_allow(integrations: object) -> bool:
     return named or not all_off
 
 
-def _send(event: dict[str, Any], method: str, path: str, body: dict[str, Any] | None) -> Requests:
+def _send(
+    event: dict[str, Any],
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    dropped: tuple[str, ...] = (),
+) -> Requests:
     """The outcome of an event that maps to this one request."""
     key = idempotency_key(event, (method, path, body))
-    return Requests((Request(method, path, body, key),))
+    return Requests((Request(method, path, body, key),), dropped)
 
 
 def _event_body(
@@ -302,10 +324,11 @@ def _identify(
     extra: tuple[tuple[str, object], ...] = (("segmentAnonymousId", anon),) if anon else ()
     dropped = IDENTIFY_DROPPED[name_used][email_used]
     properties, schema = normalise(traits, skip=dropped, extra=extra)
+    properties, capped = cap_user_properties(properties, schema, IDENTIFY_KEPT)
     body["properties"] = properties
     if schema:
         body["schema"] = {"properties": schema}
-    return _send(event, "POST", USERS_PATH, body)
+    return _send(event, "POST", USERS_PATH, body, capped)
 
 
 def _track(event: dict[str, Any], settings: DestinationSettings, uid: str | None) -> Outcome:
@@ -371,10 +394,11 @@ def _group(event: dict[str, Any], settings: DestinationSettings) -> Outcome:
     properties: dict[str, Any] = {"groupId": cut_text(group_id)}
     if traits:
         properties["group"] = traits
+    properties, capped = cap_user_properties(properties, schema, GROUP_KEPT)
     body: dict[str, Any] = {"uid": user_id, "properties": properties}
     if schema:
         body["schema"] = {"properties": schema}
-    return _send(event, "POST", USERS_PATH, body)
+    return _send(event, "POST", USERS_PATH, body, capped)
 
 
 def _delete(event: dict[str, Any], settings: DestinationSettings) -> Outcome:

@@ -18,9 +18,14 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Requests:
-    """Send these requests, in order; the event is done when all are acknowledged."""
+    """Send these requests, in order; the event is done when all are acknowledged.
+
+    `dropped_properties`: dotted paths of user properties left out to stay within FullStory's
+    500-property limit, so the consumer can count them and `transform` can show them.
+    """
 
     requests: tuple[Request, ...]
+    dropped_properties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

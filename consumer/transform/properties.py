@@ -36,6 +36,7 @@ from consumer.transform.timestamps import is_datetime
 MAX_VALUE_BYTES = 8192
 MAX_PATH = 512
 MAX_DEPTH = 128
+MAX_USER_PROPERTIES = 500  # FullStory's users API: "Up to 500 unique properties", maxProperties
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 SUFFIX_TYPES: dict[str, str | None] = {
@@ -266,3 +267,57 @@ def normalise(
         items = chain(items, extra)
     depth = prefix.count(".") + 1 if prefix else 1
     return _object(items, prefix, schema, depth), schema
+
+
+def _leaf_count(properties: dict[str, Any]) -> int:
+    """Properties as FullStory counts them: every dotted leaf path, an empty object as one."""
+    count = len(properties)
+    for value in properties.values():
+        if type(value) is dict and value:  # flat properties only pay this test
+            count += _leaf_count(value) - 1
+    return count
+
+
+def _leaf_paths(properties: dict[str, Any], prefix: str, out: list[str]) -> None:
+    for name, value in properties.items():
+        path = prefix + name
+        if type(value) is dict and value:
+            _leaf_paths(value, path + ".", out)
+        else:
+            out.append(path)
+
+
+def _without(properties: dict[str, Any], prefix: str, dropped: set[str]) -> dict[str, Any]:
+    """`properties` less the `dropped` leaf paths, in their order; emptied objects go too."""
+    out: dict[str, Any] = {}
+    for name, value in properties.items():
+        path = prefix + name
+        if type(value) is dict and value:
+            kept = _without(value, path + ".", dropped)
+            if kept:
+                out[name] = kept
+        elif path not in dropped:
+            out[name] = value
+    return out
+
+
+def cap_user_properties(
+    properties: dict[str, Any], schema: Schema, keep: frozenset[str]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """At most `MAX_USER_PROPERTIES` leaf properties, or FullStory refuses the whole user.
+
+    Counting leaf paths, not top-level names, satisfies both readings of the limit. The kept ones
+    are the top-level scalars named in `keep` (the mapping's own: they identify the user or
+    group), then the first leaf paths in code-point order: the same event keeps the same ones
+    whatever its key order. Dropped paths leave `schema` too. Returns (properties, dropped
+    paths in order).
+    """
+    if len(properties) <= MAX_USER_PROPERTIES and _leaf_count(properties) <= MAX_USER_PROPERTIES:
+        return properties, ()
+    paths: list[str] = []
+    _leaf_paths(properties, "", paths)
+    paths = sorted(path for path in paths if path not in keep)
+    dropped = paths[MAX_USER_PROPERTIES - len(keep.intersection(properties)) :]
+    for path in dropped:
+        schema.pop(path, None)
+    return _without(properties, "", set(dropped)), tuple(dropped)

@@ -33,7 +33,10 @@ CONTEXT_FIELDS = {
     "device": {"manufacturer", "model", "screen_width", "screen_height"},
     "location": {"country", "region", "city", "latitude", "longitude", "ip_address"},
 }
+# ISO 3166-1 alpha-2; the ISO 3166-2 code element after the country.
+LOCATION_CODES = {"country": re.compile(r"[A-Z]{2}"), "region": re.compile(r"[A-Z0-9]{1,3}")}
 USER_FIELDS = {"uid", "display_name", "email", "properties", "schema"}
+MAX_USER_PROPERTIES = 500
 EVENT_FIELDS = {"name", "timestamp", "properties", "schema", "user", "session", "context"}
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 SKIP_REASONS = {
@@ -88,6 +91,10 @@ def check_properties(props: Any, prefix: str = "") -> None:
             assert value is None or isinstance(value, bool), f"{path}: {type(value)}"
 
 
+def leaf_count(props: dict[str, Any]) -> int:
+    return sum(leaf_count(v) if isinstance(v, dict) and v else 1 for v in props.values())
+
+
 def check_schema(body: dict[str, Any]) -> None:
     if "schema" not in body:
         return
@@ -118,6 +125,7 @@ def check_request(method: str, path: str, body: Any) -> None:
             assert isinstance(body["display_name"], str) and 0 < len(body["display_name"]) <= 256
         if "email" in body:
             assert isinstance(body["email"], str) and 0 < len(body["email"]) <= 128
+        assert leaf_count(body["properties"]) <= MAX_USER_PROPERTIES
     else:
         assert path == "/v2/events"
         assert set(body) <= EVENT_FIELDS and "properties" in body
@@ -136,10 +144,12 @@ def check_request(method: str, path: str, body: Any) -> None:
             assert context and set(context) <= set(CONTEXT_FIELDS)
             for part, fields in context.items():
                 assert fields and set(fields) <= CONTEXT_FIELDS[part]
-                for value in fields.values():
+                for field, value in fields.items():
                     assert isinstance(value, str | int | float) and not isinstance(value, bool)
                     if isinstance(value, str):
                         assert value and _fits(value)
+                    if part == "location" and field in LOCATION_CODES:
+                        assert LOCATION_CODES[field].fullmatch(value), f"{field} {value!r}"
     check_properties(body["properties"])
     check_schema(body)
 
@@ -167,14 +177,34 @@ scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20)
     | st.sampled_from(
-        ["2024-01-02T03:04:05.678Z", "2024-05-17T16:30:05+02:00", "2023-02-29T00:00:00Z", "", " "]
+        [
+            "2024-01-02T03:04:05.678Z",
+            "2024-05-17T16:30:05+02:00",
+            "2023-02-29T00:00:00Z",
+            "",
+            " ",
+            "Germany",
+            "by",
+        ]
     )
     | st.builds(lambda char, count: char * count, st.sampled_from("x€😀"), st.integers(2040, 8200))
 )
 keys = (
     st.text(max_size=12)
     | st.sampled_from(
-        ["a_int", "_str", "x_objs", "1st", "name", "email", "id", "displayName", "é_dates"]
+        [
+            "a_int",
+            "_str",
+            "x_objs",
+            "1st",
+            "name",
+            "email",
+            "id",
+            "displayName",
+            "é_dates",
+            "country",
+            "region",
+        ]
     )
     | st.integers(250, 520).map(lambda count: "k" * count)
 )

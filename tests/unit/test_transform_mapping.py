@@ -583,7 +583,7 @@ def test_context_mapping_full() -> None:
             "ip_address": "203.0.113.7",
             "city": "Paris",
             "region": "IDF",
-            "country": "France",
+            "country": "FR",
             "latitude": 48.85,
             "longitude": 2.35,
         },
