@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer import __version__
+from consumer.options import OPTIONS, Option
 
 log = logging.getLogger("consumer")
 
@@ -25,41 +26,32 @@ def _kv(value: str) -> tuple[str, str]:
     return key.strip(), val.strip()
 
 
+def _flag_help(option: Option) -> str:
+    """The option's help as the parser shows it: the docs' text, without Markdown."""
+    text = option.help + (" (repeatable)" if option.kind in (list, dict) else "")
+    if not option.required and option.default_text() != "none":
+        text += f" (default: {option.default_text()})"
+    if option.secret:
+        text += f" (better: {option.env})"
+    return text.replace("`", "")
+
+
 def _add_run(sub: Any) -> None:
+    """The `run` flags, one per option that has a flag (consumer/options.py)."""
     p = sub.add_parser("run", help="run a consumer-group member that sends events to FullStory")
-    p.add_argument("--config", help="TOML file with any of these options and a [kafka] table")
-    p.add_argument("--bootstrap-servers", help="Kafka brokers, host:port[,host:port]")
-    p.add_argument("--topic", dest="topics", action="append", help="topic to read (repeatable)")
-    p.add_argument("--group-id", help="consumer group id")
-    p.add_argument("--api-host", help="FullStory API base URL (default https://api.fullstory.com)")
-    p.add_argument("--api-key", help="FullStory server API key (better: FULLSTORY_API_KEY)")
-    p.add_argument("--settings", help="destination settings JSON (Segment's keys accepted)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    p.add_argument("--framing", choices=("raw", "confluent"), help="Avro framing (default raw)")
-    p.add_argument("--schema-registry-url", help="Schema Registry for the confluent framing")
-    p.add_argument(
-        "--schema-registry-auth",
-        help="registry basic auth user:secret (better: the environment variable)",
-    )
-    p.add_argument("--schema-registry-ca", help="CA file to verify the registry's TLS")
-    p.add_argument("--schema-registry-cert", help="client certificate for the registry")
-    p.add_argument("--schema-registry-key", help="client key for the registry")
-    p.add_argument("--schema-dir", help="directory of <id>.avsc schemas (offline registry)")
-    p.add_argument("--dlq-topic", help="one dead-letter topic (default <topic>.dlq)")
-    p.add_argument(
-        "--delivery",
-        choices=("realtime", "batch"),
-        help="single-item requests (default) or FullStory batch import jobs",
-    )
-    p.add_argument("--concurrency", type=int, help="parallel FullStory requests (default 32)")
-    p.add_argument("--log-format", choices=("auto", "json", "text"))
-    p.add_argument(
-        "-X",
-        dest="kafka",
-        type=_kv,
-        action="append",
-        help="librdkafka setting KEY=VALUE (repeatable)",
-    )
+    for option in OPTIONS:
+        if not option.flag:
+            continue
+        kwargs: dict[str, Any] = {"dest": option.name, "help": _flag_help(option)}
+        if option.kind in (list, dict):
+            kwargs["action"] = "append"
+        if option.kind is dict:
+            kwargs.update(type=_kv, metavar="KEY=VALUE")
+        elif option.kind in (int, float):
+            kwargs["type"] = option.kind
+        if option.choices:
+            kwargs["choices"] = option.choices
+        p.add_argument(option.flag, **kwargs)
 
 
 def _add_tools(sub: Any) -> None:
@@ -127,10 +119,10 @@ async def _run_pipeline(config: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, pipeline.stop)
     server = None
-    if config.metrics_port:
+    if config.metrics.port:
         from consumer.health import serve
 
-        server = serve(pipeline.metrics, pipeline.health, config.metrics_port)
+        server = serve(pipeline.metrics, pipeline.health, config.metrics.port)
     try:
         await pipeline.run()
     finally:
@@ -151,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_format)
+    setup_logging(config.logs.format)
     try:
         asyncio.run(_run_pipeline(config))
     except (FullStoryError, KafkaUnavailable) as exc:

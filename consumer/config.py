@@ -1,5 +1,6 @@
 """The service's configuration: a TOML file, environment variables and flags (later wins), checked
-once at start-up so that every mistake is reported with what is wrong and how to fix it.
+once at start-up so that every mistake is reported with what is wrong and how to fix it. What the
+options are is declared in consumer/options.py; this module merges, checks and groups them.
 
 A deployment serves one or more destinations: each is a set of topics (one Segment source) with its
 own FullStory settings (key, org, page flags...). The simple form (top-level `topics` plus the
@@ -11,23 +12,32 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
+from consumer.options import (
+    OPTION,
+    OPTIONS,
+    BatchOptions,
+    DeliveryOptions,
+    DlqOptions,
+    KafkaOptions,
+    LimitsOptions,
+    LogsOptions,
+    MetricsOptions,
+    Option,
+    RegistryOptions,
+    Section,
+)
 from consumer.registry import RegistrySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 
 class ConfigError(ValueError):
     """A configuration mistake; the message says what is wrong and how to fix it."""
-
-
-FRAMINGS = ("raw", "confluent")
-DELIVERY_MODES = ("realtime", "batch")
-LOG_FORMATS = ("auto", "json", "text")
 
 
 @dataclass(frozen=True)
@@ -42,46 +52,31 @@ class Destination:
 
 @dataclass(frozen=True)
 class Config:
-    bootstrap_servers: str
-    group_id: str
+    """The checked configuration, grouped by the part of the service that reads it."""
+
     destinations: tuple[Destination, ...]
-    framing: str = "raw"
-    schema_registry_url: str | None = None
-    schema_registry_auth: str | None = field(default=None, repr=False)  # "user:secret"
-    schema_registry_ca: str | None = None
-    schema_registry_cert: str | None = None
-    schema_registry_key: str | None = None
-    schema_registry_key_password: str | None = field(default=None, repr=False)
-    schema_dir: Path | None = None
-    dlq_topic: str | None = None
-    dlq_suffix: str = ".dlq"
-    metrics_port: int | None = None
-    kafka: dict[str, str] = field(default_factory=dict)
-    delivery: str = "realtime"
-    concurrency: int = 32
-    max_in_flight_records: int = 20000  # load_config raises it to 40000 for batch delivery
-    max_in_flight_bytes: int = 32 * 1024 * 1024  # 64 MiB for batch delivery
-    poll_batch: int = 500
-    request_timeout: float = 10.0
-    drain_timeout: float = 20.0
-    log_format: str = "auto"
-    batch_max_items: int = 5000
-    batch_linger: float = 0.5
-    batch_max_jobs: int = 20
-    batch_poll_interval: float = 2.0
+    kafka: KafkaOptions
+    registry: RegistryOptions
+    delivery: DeliveryOptions
+    batch: BatchOptions
+    limits: LimitsOptions
+    logs: LogsOptions
+    dlq: DlqOptions
+    metrics: MetricsOptions
 
     def registry_settings(self) -> RegistrySettings | None:
         """How to reach the Schema Registry (confluent framing), or None for a schema dir."""
-        if not self.schema_registry_url:
+        registry = self.registry
+        if not registry.url:
             return None
         return RegistrySettings(
-            url=self.schema_registry_url,
-            basic_auth_user_info=self.schema_registry_auth,
-            ca_location=self.schema_registry_ca,
-            certificate_location=self.schema_registry_cert,
-            key_location=self.schema_registry_key,
-            key_password=self.schema_registry_key_password,
-            timeout=self.request_timeout,
+            url=registry.url,
+            basic_auth_user_info=registry.auth,
+            ca_location=registry.ca,
+            certificate_location=registry.cert,
+            key_location=registry.key,
+            key_password=registry.key_password,
+            timeout=self.delivery.request_timeout,
         )
 
     @property
@@ -93,45 +88,19 @@ class Config:
         return {t: d for d in self.destinations for t in d.topics}
 
 
-# Scalar options: name → (type, environment variable). Flags use the same names.
-_SCALARS: dict[str, tuple[type, str]] = {
-    "bootstrap_servers": (str, "FULLSTORY_CONSUMER_BOOTSTRAP_SERVERS"),
-    "group_id": (str, "FULLSTORY_CONSUMER_GROUP_ID"),
-    "api_host": (str, "FULLSTORY_API_HOST"),
-    "api_key": (str, "FULLSTORY_API_KEY"),
-    "settings": (str, "FULLSTORY_CONSUMER_SETTINGS"),
-    "framing": (str, "FULLSTORY_CONSUMER_FRAMING"),
-    "schema_registry_url": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_URL"),
-    "schema_registry_auth": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_AUTH"),
-    "schema_registry_ca": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_CA"),
-    "schema_registry_cert": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_CERT"),
-    "schema_registry_key": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_KEY"),
-    "schema_registry_key_password": (str, "FULLSTORY_CONSUMER_SCHEMA_REGISTRY_KEY_PASSWORD"),
-    "schema_dir": (str, "FULLSTORY_CONSUMER_SCHEMA_DIR"),
-    "dlq_topic": (str, "FULLSTORY_CONSUMER_DLQ_TOPIC"),
-    "dlq_suffix": (str, "FULLSTORY_CONSUMER_DLQ_SUFFIX"),
-    "metrics_port": (int, "FULLSTORY_CONSUMER_METRICS_PORT"),
-    "delivery": (str, "FULLSTORY_CONSUMER_DELIVERY"),
-    "concurrency": (int, "FULLSTORY_CONSUMER_CONCURRENCY"),
-    "max_in_flight_records": (int, "FULLSTORY_CONSUMER_MAX_IN_FLIGHT_RECORDS"),
-    "max_in_flight_bytes": (int, "FULLSTORY_CONSUMER_MAX_IN_FLIGHT_BYTES"),
-    "poll_batch": (int, "FULLSTORY_CONSUMER_POLL_BATCH"),
-    "request_timeout": (float, "FULLSTORY_CONSUMER_REQUEST_TIMEOUT"),
-    "drain_timeout": (float, "FULLSTORY_CONSUMER_DRAIN_TIMEOUT"),
-    "log_format": (str, "FULLSTORY_CONSUMER_LOG_FORMAT"),
-    "batch_max_items": (int, "FULLSTORY_CONSUMER_BATCH_MAX_ITEMS"),
-    "batch_linger": (float, "FULLSTORY_CONSUMER_BATCH_LINGER"),
-    "batch_max_jobs": (int, "FULLSTORY_CONSUMER_BATCH_MAX_JOBS"),
-    "batch_poll_interval": (float, "FULLSTORY_CONSUMER_BATCH_POLL_INTERVAL"),
-}
-_SECRETS = {"api_key", "schema_registry_auth", "schema_registry_key_password"}
-_TOPICS_ENV = "FULLSTORY_CONSUMER_TOPICS"
-CONFIG_ENV = "FULLSTORY_CONSUMER_CONFIG"
-_TABLES = ("kafka", "fullstory", "destinations")
-_DESTINATION_KEYS = ("name", "topics", "settings", "api_key", "api_host", "fullstory")
+# Options without a section belong to destinations: given at the top level they apply to every
+# [[destinations]] entry, which may give its own.
+_DESTINATION_KEYS = ("name", *(o.name for o in OPTIONS if o.section is None and o.toml))
+_SCALARS = tuple(o for o in OPTIONS if o.toml and o.kind not in (list, dict))
+_S = TypeVar("_S", bound=Section)
 
 
-def _coerce(name: str, value: Any, kind: type, where: str) -> Any:
+def _shown(option: Option, value: Any) -> str:
+    return "<hidden>" if option.secret else repr(value)
+
+
+def _coerce(option: Option, value: Any, where: str) -> Any:
+    kind, name = option.kind, option.name
     if kind is int and isinstance(value, str):
         try:
             return int(value)
@@ -142,10 +111,31 @@ def _coerce(name: str, value: Any, kind: type, where: str) -> Any:
             return float(value)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r} ({where})") from None
+    if kind is Path and isinstance(value, str):
+        return Path(value) if value else option.default
     if not isinstance(value, kind) or isinstance(value, bool):
-        shown = "<hidden>" if name in _SECRETS else repr(value)
-        raise ConfigError(f"{name} must be a {kind.__name__}, got {shown} ({where})")
+        raise ConfigError(
+            f"{name} must be a {kind.__name__}, got {_shown(option, value)} ({where})"
+        )
     return value
+
+
+def _check(option: Option, value: Any) -> None:
+    """Refuse a value outside the option's choices or bounds."""
+    name = option.name
+    if option.choices and value not in option.choices:
+        choices = ", ".join(option.choices)
+        raise ConfigError(f"{name} must be one of {choices}, got {_shown(option, value)}")
+    low, high = option.minimum, option.maximum
+    if low is not None and high is not None and not low <= value <= high:
+        reason = f" ({option.maximum_reason})" if option.maximum_reason else ""
+        raise ConfigError(f"{name} must be between {low} and {high}{reason}, got {value}")
+    if low is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+
+
+def _section(cls: type[_S], values: Mapping[str, Any]) -> _S:
+    return cls(**{o.attr: values[o.name] for o in OPTIONS if o.section is cls})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -183,8 +173,8 @@ def _destination(
         topics = [topics]
     if not topics or not all(isinstance(t, str) and t for t in topics):
         raise ConfigError(
-            f"destination {name!r} has no topics; give --topic (repeatable), "
-            f"{_TOPICS_ENV}, or `topics = [...]` ({where})"
+            f"destination {name!r} has no topics; give {OPTION['topics'].flag} (repeatable), "
+            f"{OPTION['topics'].env}, or `topics = [...]` ({where})"
         )
     merged: dict[str, Any] = {}
     settings_path = raw.get("settings")
@@ -203,9 +193,10 @@ def _destination(
     except SettingsError as exc:
         raise ConfigError(f"destination {name!r}: {exc}") from None
     if not settings.api_key:
+        api_key = OPTION["api_key"]
         raise ConfigError(
-            f"destination {name!r} has no FullStory API key; give --api-key, set "
-            "FULLSTORY_API_KEY, or put api_key in the config file"
+            f"destination {name!r} has no FullStory API key; give {api_key.flag}, set "
+            f"{api_key.env}, or put api_key in the config file"
         )
     return Destination(name, tuple(topics), settings, tuple(unknown))
 
@@ -221,14 +212,14 @@ def load_config(
     """
     flags = {k: v for k, v in (flags or {}).items() if v not in (None, [], {})}
     env = os.environ if env is None else env
-    config_path = flags.get("config") or env.get(CONFIG_ENV)
+    config_path = flags.get("config") or env.get(OPTION["config"].env)
     file_data: dict[str, Any] = {}
     base_dir = Path.cwd()
     if config_path:
         path = Path(config_path)
         file_data = _read_toml(path)
         base_dir = path.parent
-        known = set(_SCALARS) | {"topics", *_TABLES}
+        known = {o.name for o in OPTIONS if o.toml} | {"destinations"}
         unknown = sorted(set(file_data) - known)
         if unknown:
             raise ConfigError(
@@ -236,71 +227,45 @@ def load_config(
                 f"{', '.join(sorted(known))}"
             )
 
-    values: dict[str, Any] = {}
-    for name, (kind, env_name) in _SCALARS.items():
+    given: dict[str, Any] = {}
+    for option in _SCALARS:
+        name = option.name
         if name in flags:
-            values[name] = _coerce(name, flags[name], kind, "command line")
-        elif env.get(env_name):
-            values[name] = _coerce(name, env[env_name], kind, f"environment {env_name}")
+            given[name] = _coerce(option, flags[name], "command line")
+        elif option.env and env.get(option.env):
+            given[name] = _coerce(option, env[option.env], f"environment {option.env}")
         elif name in file_data:
-            values[name] = _coerce(name, file_data[name], kind, "config file")
+            given[name] = _coerce(option, file_data[name], "config file")
+    topics_env = OPTION["topics"].env
     if flags.get("topics"):
         topics: Any = list(flags["topics"])
-    elif env.get(_TOPICS_ENV):
-        topics = [t.strip() for t in env[_TOPICS_ENV].split(",") if t.strip()]
+    elif env.get(topics_env):
+        topics = [t.strip() for t in env[topics_env].split(",") if t.strip()]
     else:
         topics = file_data.get("topics")
 
-    for required, flag in (
-        ("bootstrap_servers", "--bootstrap-servers"),
-        ("group_id", "--group-id"),
-    ):
-        if not values.get(required):
+    for option in _SCALARS:  # a destination's required options are checked per destination
+        if option.required and option.section and not given.get(option.name):
             raise ConfigError(
-                f"{required} is not set; give {flag}, "
-                f"{_SCALARS[required][1]}, or `{required} = ...` in the config file"
+                f"{option.name} is not set; give {option.flag}, {option.env}, or "
+                f"`{option.name} = ...` in the config file"
             )
-    if values.get("framing", "raw") not in FRAMINGS:
-        raise ConfigError(
-            f"framing must be one of {', '.join(FRAMINGS)}, got {values['framing']!r}"
-        )
-    if values.get("delivery", "realtime") not in DELIVERY_MODES:
-        raise ConfigError(
-            f"delivery must be one of {', '.join(DELIVERY_MODES)}, got {values['delivery']!r}"
-        )
-    if not 1 <= values.get("batch_max_items", 1) <= 50000:
-        raise ConfigError(
-            f"batch_max_items must be between 1 and 50000 (FullStory's limit per job), "
-            f"got {values['batch_max_items']}"
-        )
-    if values.get("delivery") == "batch":
-        # A record waits for its whole import job, so batch throughput is about this bound
-        # divided by a job's round trip; a waiting record costs ~1 KB (see sink/batch.py).
-        values.setdefault("max_in_flight_records", 40000)
-        values.setdefault("max_in_flight_bytes", 64 * 1024 * 1024)
-    if values.get("log_format", "auto") not in LOG_FORMATS:
-        raise ConfigError(
-            f"log_format must be one of {', '.join(LOG_FORMATS)}, got {values['log_format']!r}"
-        )
-    for name in (
-        "concurrency",
-        "max_in_flight_records",
-        "max_in_flight_bytes",
-        "poll_batch",
-        "batch_max_jobs",
-    ):
-        if name in values and values[name] < 1:
-            raise ConfigError(f"{name} must be at least 1, got {values[name]}")
+    for option in _SCALARS:
+        if option.name in given:
+            _check(option, given[option.name])
+    delivery = given.get("delivery", OPTION["delivery"].default)
+    values = {o.name: given.get(o.name, o.default_for(delivery)) for o in _SCALARS}
+    kafka = {str(k): str(v) for k, v in (file_data.get("kafka") or {}).items()}
+    kafka.update({str(k): str(v) for k, v in (flags.get("kafka") or {}).items()})
+    values["kafka"] = kafka
 
     shared = {
-        "settings": values.pop("settings", None),
-        "api_key": values.pop("api_key", None),
-        "api_host": values.pop("api_host", None),
+        **{o.name: values[o.name] for o in _SCALARS if o.section is None},
         "fullstory": file_data.get("fullstory"),
     }
     listed = file_data.get("destinations")
     if listed:
-        if flags.get("topics") or env.get(_TOPICS_ENV) or file_data.get("topics"):
+        if flags.get("topics") or env.get(topics_env) or file_data.get("topics"):
             raise ConfigError(
                 "give topics either per [[destinations]] entry or at the top level, not both"
             )
@@ -337,12 +302,14 @@ def load_config(
                 )
             seen[topic] = dest.name
 
-    kafka = {str(k): str(v) for k, v in (file_data.get("kafka") or {}).items()}
-    kafka.update({str(k): str(v) for k, v in (flags.get("kafka") or {}).items()})
-    schema_dir = values.pop("schema_dir", None)
     return Config(
         destinations=tuple(destinations),
-        kafka=kafka,
-        schema_dir=Path(schema_dir) if schema_dir else None,
-        **values,
+        kafka=_section(KafkaOptions, values),
+        registry=_section(RegistryOptions, values),
+        delivery=_section(DeliveryOptions, values),
+        batch=_section(BatchOptions, values),
+        limits=_section(LimitsOptions, values),
+        logs=_section(LogsOptions, values),
+        dlq=_section(DlqOptions, values),
+        metrics=_section(MetricsOptions, values),
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -45,6 +45,28 @@ def error_headers(
         "exception.message": message[:_MAX_MESSAGE],
     }
     return [(f"__connect.errors.{k}", v.encode()) for k, v in pairs.items()]
+
+
+class DeadLetters(Protocol):
+    """What the pipeline needs of the dead-letter topic; `DeadLetterQueue` is the real one."""
+
+    def send(
+        self,
+        record: Record,
+        *,
+        stage: str,
+        reason: str,
+        exception_class: str,
+        message: str,
+        on_done: Callable[[Record], None],
+    ) -> None:
+        """Queue the record; `on_done(record)` runs (from `poll`) once the broker has it."""
+
+    def poll(self) -> None:
+        """Serve delivery reports."""
+
+    def close(self, timeout: float) -> int:
+        """Flush and release; returns how many writes were still not acknowledged."""
 
 
 class DeadLetterQueue:

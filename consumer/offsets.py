@@ -1,7 +1,7 @@
 """Per-partition "done" watermarks: the only thing that decides what offsets may be committed.
 
 A record is done when FullStory acknowledged it, when the transform skipped it, or when it reached
-the dead-letter topic. The committable offset of a partition is one past the last record of the
+the dead-letter topic. The committed offset of a partition is one past the last record of the
 longest done prefix, so a later success never moves the commit past an earlier record that is still
 in flight (the classic data-loss bug of Kafka→HTTP sinks). Each assignment of a partition gets a
 new generation; acks carrying an old generation (work started before a revoke) are ignored.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-TopicPartition = tuple[str, int]
+from consumer.record import Partition
 
 
 @dataclass(slots=True)
@@ -23,42 +23,41 @@ class _Partition:
     done_out_of_order: set[int] = field(default_factory=set)
     released: int = 0  # pending records handed back unsent at a revoke: no longer waited for
     watermark: int | None = None  # next offset to commit (last done + 1)
-    committed: int | None = None  # last watermark handed out by `committable`
 
 
 class OffsetTracker:
     """Contiguous done-watermarks for the partitions this consumer currently owns."""
 
     def __init__(self) -> None:
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._partitions: dict[Partition, _Partition] = {}
         self._next_generation = 1
 
-    def assign(self, tp: TopicPartition) -> int:
+    def assign(self, tp: Partition) -> int:
         """Start tracking a newly assigned partition; returns its generation."""
         generation = self._next_generation
         self._next_generation += 1
         self._partitions[tp] = _Partition(generation)
         return generation
 
-    def revoke(self, tp: TopicPartition) -> None:
+    def revoke(self, tp: Partition) -> None:
         """Forget a partition: acks still in flight for it are ignored from now on."""
         self._partitions.pop(tp, None)
 
-    def generation(self, tp: TopicPartition) -> int | None:
+    def generation(self, tp: Partition) -> int | None:
         """The current generation of an owned partition, or None when it is not owned."""
         part = self._partitions.get(tp)
         return part.generation if part is not None else None
 
-    def owned(self) -> list[TopicPartition]:
+    def owned(self) -> list[Partition]:
         return list(self._partitions)
 
-    def track(self, tp: TopicPartition, offset: int, timestamp: float = 0.0) -> None:
+    def track(self, tp: Partition, offset: int, timestamp: float = 0.0) -> None:
         """Register a record as in flight; records of one partition arrive in offset order."""
         part = self._partitions[tp]
         part.pending.append(offset)
         part.stamps.append(timestamp)
 
-    def done(self, tp: TopicPartition, offset: int, generation: int) -> bool:
+    def done(self, tp: Partition, offset: int, generation: int) -> bool:
         """Mark a record done; returns True when the partition's watermark moved."""
         part = self._partitions.get(tp)
         if part is None or part.generation != generation:
@@ -78,7 +77,7 @@ class OffsetTracker:
         part.watermark = last + 1
         return True
 
-    def position(self, tp: TopicPartition) -> tuple[int | None, float | None]:
+    def position(self, tp: Partition) -> tuple[int | None, float | None]:
         """The first offset not yet done (None when nothing was read yet) and the Kafka
         timestamp of the oldest record in flight (None when nothing is in flight)."""
         part = self._partitions.get(tp)
@@ -88,27 +87,16 @@ class OffsetTracker:
             return part.pending[0], part.stamps[0]
         return part.watermark, None
 
-    def release(self, tp: TopicPartition) -> None:
+    def release(self, tp: Partition) -> None:
         """One pending record of a partition being revoked was handed back unsent: stop waiting
         for it. It stays not done, so the commit stops before it and the next owner reads it."""
         part = self._partitions.get(tp)
         if part is not None:
             part.released += 1
 
-    def in_flight(self, tp: TopicPartition) -> int:
+    def in_flight(self, tp: Partition) -> int:
         """Records of the partition still being worked on (read, not done, not released)."""
         part = self._partitions.get(tp)
         if part is None:
             return 0
         return len(part.pending) - len(part.done_out_of_order) - part.released
-
-    def committable(self) -> list[tuple[str, int, int]]:
-        """(topic, partition, next offset) for each partition whose watermark moved since last
-        asked; marks them as handed out."""
-        out: list[tuple[str, int, int]] = []
-        for tp, part in self._partitions.items():
-            if part.watermark is None or part.watermark == part.committed:
-                continue
-            part.committed = part.watermark
-            out.append((tp[0], tp[1], part.watermark))
-        return out

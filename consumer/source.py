@@ -1,6 +1,7 @@
-"""The Kafka side: a consumer-group member read in batches on a thread of its own, so the asyncio
-loop that drives the sink never blocks. Rebalance callbacks run on that thread; they hand the work
-to the loop and wait for it, so all pipeline state is touched by the loop alone."""
+"""The Kafka side: the `Source` interface the pipeline reads through, and `KafkaSource`, a
+consumer-group member read in batches on a thread of its own, so the asyncio loop that drives the
+sink never blocks. Rebalance callbacks run on that thread; they hand the work to the loop and wait
+for it, so all pipeline state is touched by the loop alone."""
 
 from __future__ import annotations
 
@@ -11,20 +12,48 @@ import queue
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.record import Partition
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Partitions = list[tuple[str, int]]
-Offsets = list[tuple[str, int, int]]
+Partitions = list[Partition]
 # (topic, partition, next offset, commit metadata); "" = no metadata.
 Commits = list[tuple[str, int, int, str]]
-Listener = Callable[[Partitions], Coroutine[Any, Any, Commits | None]]
-# Newly assigned partitions with the metadata of their committed offsets.
-AssignListener = Callable[[dict[tuple[str, int], str]], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """What the source calls, on the loop, when the group's assignment changes."""
+
+    # Newly assigned partitions with the metadata of their committed offsets.
+    assigned: Callable[[dict[Partition, str]], Coroutine[Any, Any, None]]
+    # Revoked partitions: returns what to commit for them before they are released.
+    revoked: Callable[[Partitions], Coroutine[Any, Any, Commits]]
+    # Partitions already owned by another member: commit nothing.
+    lost: Callable[[Partitions], Coroutine[Any, Any, None]]
+
+
+class Source(Protocol):
+    """What the pipeline needs of Kafka; `KafkaSource` is the real one, tests pass fakes."""
+
+    brokers_up: bool
+
+    async def check_reachable(self, timeout: float) -> None: ...
+    async def subscribe(self) -> None: ...
+    async def consume(self, max_records: int, timeout: float) -> list[Message]: ...
+    def pause(self, tps: Partitions) -> None: ...
+    def resume(self, tps: Partitions) -> None: ...
+    def seek(self, tp: Partition, offset: int) -> None: ...
+    def high_watermark(self, tp: Partition) -> int | None: ...
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None: ...
+    async def probe(self, timeout: float = 2.0) -> None: ...
+    async def close(self) -> None: ...
 
 
 class KafkaUnavailable(Exception):
@@ -33,13 +62,13 @@ class KafkaUnavailable(Exception):
 
 # What the pipeline's correctness relies on; a user's [kafka] table may not change these.
 _FORCED = {
-    "enable.auto.offset.store": False,  # offsets are stored only for done records
-    "enable.auto.commit": True,  # the stored (done) offsets are committed periodically
+    # Every commit is explicit: the done offsets with the sink's plan as metadata.
+    "enable.auto.offset.store": False,
+    "enable.auto.commit": False,
 }
 _DEFAULTS = {
     "auto.offset.reset": "earliest",
     "partition.assignment.strategy": "cooperative-sticky",
-    "auto.commit.interval.ms": 1000,
     # Bound librdkafka's prefetch: the defaults (64 MiB queued, 50 MiB per fetch) defeat
     # backpressure and make memory grow with the backlog; a few MiB keep up with ~50k events/s.
     "queued.max.messages.kbytes": 4096,
@@ -52,32 +81,24 @@ _DEFAULTS = {
 }
 
 
-def consumer_config(
-    bootstrap: str, group_id: str, extra: dict[str, str], *, auto_commit: bool = True
-) -> dict[str, Any]:
-    """librdkafka settings: the user's, but never the ones correctness relies on. Without
-    auto-commit (batch delivery) every commit is explicit and carries the batch plan."""
-    forced = {**_FORCED, "enable.auto.commit": auto_commit}
-    return {**_DEFAULTS, **extra, "bootstrap.servers": bootstrap, "group.id": group_id, **forced}
+def consumer_config(bootstrap: str, group_id: str, extra: dict[str, str]) -> dict[str, Any]:
+    """librdkafka settings: the user's, but never the ones correctness relies on."""
+    return {**_DEFAULTS, **extra, "bootstrap.servers": bootstrap, "group.id": group_id, **_FORCED}
 
 
 class KafkaSource:
-    """Subscribes, consumes batches, pauses and resumes, stores and commits offsets."""
+    """A `Source`: subscribes, consumes batches, pauses and resumes, commits offsets."""
 
     def __init__(
         self,
         config: dict[str, Any],
         topics: list[str],
         loop: asyncio.AbstractEventLoop,
-        on_assign: AssignListener,
-        on_revoke: Listener,
-        on_lost: Listener,
+        listeners: Listeners,
         revoke_timeout: float,
     ) -> None:
         self._loop = loop
-        self._on_assign = on_assign
-        self._on_revoke = on_revoke
-        self._on_lost = on_lost
+        self._listeners = listeners
         self._revoke_timeout = revoke_timeout
         self._bootstrap = config["bootstrap.servers"]
         self._fatal: KafkaError | None = None
@@ -138,7 +159,11 @@ class KafkaSource:
             )
         )
 
-    def _bridge(self, listener: Listener, partitions: list[TopicPartition]) -> Commits | None:
+    def _bridge(
+        self,
+        listener: Callable[[Partitions], Coroutine[Any, Any, T]],
+        partitions: list[TopicPartition],
+    ) -> T:
         """Run a listener on the loop and wait for it (we are on the poll thread)."""
         tps = [(p.topic, p.partition) for p in partitions]
         return self._wait(asyncio.run_coroutine_threadsafe(listener(tps), self._loop))
@@ -159,24 +184,24 @@ class KafkaSource:
         # Assign first, so the listener may pause the new partitions before any fetch; read the
         # committed metadata here, on the thread that owns the consumer.
         consumer.incremental_assign(partitions)
-        metadata: dict[tuple[str, int], str] = {(p.topic, p.partition): "" for p in partitions}
+        metadata: dict[Partition, str] = {(p.topic, p.partition): "" for p in partitions}
         if partitions:
             try:
                 for tp in consumer.committed(partitions, timeout=10):
                     metadata[(tp.topic, tp.partition)] = tp.metadata or ""
             except KafkaException as exc:
                 log.warning("cannot read committed offsets' metadata", extra={"error": str(exc)})
-        self._wait(asyncio.run_coroutine_threadsafe(self._on_assign(metadata), self._loop))
+        self._wait(asyncio.run_coroutine_threadsafe(self._listeners.assigned(metadata), self._loop))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The listener drains the partitions and says what is done; commit it here, on the
         # thread that owns the consumer, before the partitions are released.
-        self.commit_now(self._bridge(self._on_revoke, partitions) or [])
+        self.commit_now(self._bridge(self._listeners.revoked, partitions))
         consumer.incremental_unassign(partitions)
 
     def _lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost partitions belong to someone else already: forget them, commit nothing.
-        self._bridge(self._on_lost, partitions)
+        self._bridge(self._listeners.lost, partitions)
         consumer.incremental_unassign(partitions)
 
     async def consume(self, max_records: int, timeout: float) -> list[Message]:
@@ -195,7 +220,7 @@ class KafkaSource:
         if tps:
             self._consumer.resume([TopicPartition(t, p) for t, p in tps])
 
-    def seek(self, tp: tuple[str, int], offset: int) -> None:
+    def seek(self, tp: Partition, offset: int) -> None:
         """Read a partition again from `offset` (for records that must wait and be re-read)."""
         try:
             self._consumer.seek(TopicPartition(tp[0], tp[1], offset))
@@ -204,7 +229,7 @@ class KafkaSource:
                 "seek failed", extra={"topic": tp[0], "partition": tp[1], "error": str(exc)}
             )
 
-    def high_watermark(self, tp: tuple[str, int]) -> int | None:
+    def high_watermark(self, tp: Partition) -> int | None:
         """The partition's end offset as last seen by the fetcher (no broker round trip)."""
         try:
             _low, high = self._consumer.get_watermark_offsets(
@@ -213,16 +238,6 @@ class KafkaSource:
         except KafkaException:
             return None
         return int(high) if high is not None and high >= 0 else None
-
-    def store(self, offsets: Offsets) -> None:
-        """Hand done offsets to librdkafka's auto-commit (offsets are "next to read")."""
-        if not offsets:
-            return
-        try:
-            self._consumer.store_offsets(offsets=[TopicPartition(t, p, o) for t, p, o in offsets])
-        except KafkaException as exc:
-            # A partition revoked meanwhile refuses the store: that is the safe outcome.
-            log.info("offset store refused", extra={"error": str(exc)})
 
     def commit_now(self, commits: Commits, *, asynchronous: bool = False) -> None:
         """Commit offsets with their metadata (synchronous unless asked). Call it on the poll

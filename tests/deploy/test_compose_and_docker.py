@@ -76,13 +76,13 @@ def test_the_consumer_config_loads_and_matches_the_scrape(tmp_path: Path) -> Non
     config_path = tmp_path / args[args.index("--config") + 1].lstrip("/")
     env = {"FULLSTORY_API_KEY": "k", "FULLSTORY_API_HOST": "http://emulator:8080"}
     config = load_config({"config": str(config_path)}, env=env)
-    assert config.bootstrap_servers == "kafka:9092"
+    assert config.kafka.bootstrap_servers == "kafka:9092"
 
     prometheus = yaml_load(DEPLOY / "prometheus" / "prometheus.yml")
     job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "fullstory-consumer")
     sd = job["dns_sd_configs"][0]
-    assert sd["names"] == ["consumer"] and sd["port"] == config.metrics_port
-    assert seconds(consumer["stop_grace_period"]) > config.drain_timeout
+    assert sd["names"] == ["consumer"] and sd["port"] == config.metrics.port
+    assert seconds(consumer["stop_grace_period"]) > config.delivery.drain_timeout
     topics = " ".join(services()["topics"]["command"])
     assert all(t in topics for t in config.topics)
 

@@ -178,9 +178,9 @@ def test_the_configmap_is_a_config_the_service_accepts(tmp_path: Path) -> None:
     path.write_text(kind(docs, "ConfigMap")["data"]["config.toml"])
     config = load_config({"config": str(path)}, env={"FULLSTORY_API_KEY": "k"})
     assert config.topics == ["web", "ios"]
-    assert config.group_id == "fullstory"
-    assert config.metrics_port == 9464
-    assert config.drain_timeout == 12.5
-    assert config.kafka == {"security.protocol": "SASL_SSL"}
+    assert config.kafka.group_id == "fullstory"
+    assert config.metrics.port == 9464
+    assert config.delivery.drain_timeout == 12.5
+    assert config.kafka.librdkafka == {"security.protocol": "SASL_SSL"}
     settings = config.destinations[0].settings
     assert settings.org == "o-ABC-na1"

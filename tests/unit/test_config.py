@@ -18,7 +18,7 @@ def test_flags_alone_make_a_single_destination() -> None:
     (dest,) = config.destinations
     assert dest.name == "default"
     assert dest.settings.api_key == "k"
-    assert config.framing == "raw"
+    assert config.registry.framing == "raw"
 
 
 def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
@@ -29,10 +29,10 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
     )
     env = {"FULLSTORY_CONSUMER_GROUP_ID": "env-group", "FULLSTORY_CONSUMER_CONCURRENCY": "7"}
     config = load_config({"config": str(path), "concurrency": 9}, env=env)
-    assert config.bootstrap_servers == "file:1"
-    assert config.group_id == "env-group"
-    assert config.concurrency == 9
-    assert config.kafka == {"security.protocol": "SASL_SSL"}
+    assert config.kafka.bootstrap_servers == "file:1"
+    assert config.kafka.group_id == "env-group"
+    assert config.delivery.concurrency == 9
+    assert config.kafka.librdkafka == {"security.protocol": "SASL_SSL"}
     assert config.destinations[0].settings.api_key == "file-key"
 
 
@@ -134,9 +134,12 @@ def test_registry_settings_keep_the_secret_out_of_repr() -> None:
 def test_batch_delivery_gets_larger_in_flight_bounds_unless_set() -> None:
     """A batch record waits for a whole import job: its default bounds are larger."""
     realtime = load_config(BASE, env={})
-    assert (realtime.max_in_flight_records, realtime.max_in_flight_bytes) == (20000, 32 * 1024**2)
+    assert (realtime.limits.in_flight_records, realtime.limits.in_flight_bytes) == (
+        20000,
+        32 * 1024**2,
+    )
     batch = load_config({**BASE, "delivery": "batch"}, env={})
-    assert (batch.max_in_flight_records, batch.max_in_flight_bytes) == (40000, 64 * 1024**2)
+    assert (batch.limits.in_flight_records, batch.limits.in_flight_bytes) == (40000, 64 * 1024**2)
     env = {"FULLSTORY_CONSUMER_MAX_IN_FLIGHT_BYTES": "1000"}
     chosen = load_config({**BASE, "delivery": "batch", "max_in_flight_records": 7}, env=env)
-    assert (chosen.max_in_flight_records, chosen.max_in_flight_bytes) == (7, 1000)
+    assert (chosen.limits.in_flight_records, chosen.limits.in_flight_bytes) == (7, 1000)

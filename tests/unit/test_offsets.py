@@ -15,8 +15,7 @@ def test_in_order_acks_move_the_watermark() -> None:
     for off in (5, 6, 7):
         tracker.track(TP, off)
     assert tracker.done(TP, 5, gen)
-    assert tracker.committable() == [("t", 0, 6)]
-    assert tracker.committable() == []  # handed out once
+    assert tracker.position(TP) == (6, 0.0)
 
 
 def test_later_success_never_passes_an_earlier_record_in_flight() -> None:
@@ -26,9 +25,9 @@ def test_later_success_never_passes_an_earlier_record_in_flight() -> None:
         tracker.track(TP, off)
     assert not tracker.done(TP, 12, gen)
     assert not tracker.done(TP, 11, gen)
-    assert tracker.committable() == []
+    assert tracker.position(TP)[0] == 10
     assert tracker.done(TP, 10, gen)
-    assert tracker.committable() == [("t", 0, 13)]
+    assert tracker.position(TP) == (13, None)
     assert tracker.in_flight(TP) == 0
 
 
@@ -44,7 +43,6 @@ def test_released_records_are_not_waited_for_and_never_committed() -> None:
     assert tracker.done(TP, 20, gen)
     assert tracker.in_flight(TP) == 0  # the revoke need not wait any longer
     assert tracker.position(TP)[0] == 21  # the next owner starts at the first released one
-    assert tracker.committable() == [("t", 0, 21)]
 
 
 def test_offset_gaps_are_followed_not_assumed() -> None:
@@ -54,7 +52,9 @@ def test_offset_gaps_are_followed_not_assumed() -> None:
         tracker.track(TP, off)
     tracker.done(TP, 9, gen)
     tracker.done(TP, 3, gen)
-    assert tracker.committable() == [("t", 0, 10)]
+    assert tracker.position(TP) == (20, 0.0)
+    tracker.done(TP, 20, gen)
+    assert tracker.position(TP) == (21, None)
 
 
 def test_acks_from_an_old_generation_are_ignored() -> None:
@@ -65,18 +65,18 @@ def test_acks_from_an_old_generation_are_ignored() -> None:
     new = tracker.assign(TP)
     tracker.track(TP, 0)
     assert not tracker.done(TP, 0, old)
-    assert tracker.committable() == []
+    assert tracker.position(TP)[0] == 0
     assert tracker.done(TP, 0, new)
-    assert tracker.committable() == [("t", 0, 1)]
+    assert tracker.position(TP) == (1, None)
 
 
-def test_revoked_partition_is_not_committable() -> None:
+def test_a_revoked_partition_has_no_position() -> None:
     tracker = OffsetTracker()
     gen = tracker.assign(TP)
     tracker.track(TP, 0)
     tracker.revoke(TP)
     assert not tracker.done(TP, 0, gen)
-    assert tracker.committable() == []
+    assert tracker.position(TP) == (None, None)
     assert tracker.generation(TP) is None
 
 
