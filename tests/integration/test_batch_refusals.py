@@ -116,7 +116,9 @@ def test_refused_batch_items_and_ambiguous_candidates_are_dead_lettered(
     for message_id in twins:
         assert by_id[message_id].startswith(b"batch_error_ambiguous: "), by_id[message_id]
 
+    # FullStory stored the twin it did not refuse; both are dead-lettered all the same, as the
+    # error could be either's (a replay may store it twice: the price of losing nothing)
     counts = orders()
-    assert set(counts) == good and all(n == 1 for n in counts.values()), counts
+    assert set(counts) == good | {"twin"} and all(n == 1 for n in counts.values()), counts
     users = [r["body"]["uid"] for r in emulator.deliveries() if r["path"] == "/v2/users"]
     assert users == ["kept-user"]
