@@ -1,7 +1,7 @@
 """The Kafka side: the `Source` interface the pipeline reads through, and `KafkaSource`, a
-consumer-group member read in batches on a thread of its own, so the asyncio loop that drives the
-sink never blocks. Rebalance callbacks run on that thread; they hand the work to the loop and wait
-for it, so all pipeline state is touched by the loop alone."""
+consumer-group member whose consume calls run on a thread of its own, so the asyncio loop that
+drives the sink never blocks. Rebalance callbacks run on that thread; they hand the work to the
+loop and wait for it, so all pipeline state is touched by the loop alone."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def consumer_config(bootstrap: str, group_id: str, extra: dict[str, str]) -> dic
 
 
 class KafkaSource:
-    """A `Source`: subscribes, consumes batches, pauses and resumes, commits offsets."""
+    """A `Source`: subscribes, consumes messages, pauses and resumes, commits offsets."""
 
     def __init__(
         self,
