@@ -265,11 +265,11 @@ class Pipeline:
     async def _loop(self, core: _Core, sink: Sink) -> None:
         source, flow, router = core.source, core.flow, core.router
         ledger = self.ledger
-        batch = self.config.kafka.poll_batch
+        max_records = self.config.kafka.records_per_consume
         health = self.health
         next_lag = next_commit = 0.0
         while not self._stop.is_set():
-            messages = await source.consume(batch, 0.1)
+            messages = await source.consume(max_records, 0.1)
             health.turn()
             health.brokers_up = source.brokers_up
             if messages:
@@ -291,7 +291,7 @@ class Pipeline:
                 self._update_lag(source)
                 if not source.brokers_up:
                     await source.probe()
-            # Let the sink's lanes run between batches even when Kafka returns at once.
+            # Let the sink's lanes run between consume calls even when Kafka returns at once.
             await asyncio.sleep(0)
 
     async def _drain_polling(self, core: _Core, sink: Sink, timeout: float) -> bool:
@@ -306,7 +306,7 @@ class Pipeline:
         while self.ledger.in_flight(owned):
             if loop.time() >= deadline or self._fatal is not None:
                 return False
-            await core.source.consume(self.config.kafka.poll_batch, 0.05)  # paused: nothing tracked
+            await core.source.consume(self.config.kafka.records_per_consume, 0.05)  # paused
             self.health.turn()
             self._dlq.poll()
         return True

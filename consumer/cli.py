@@ -1,11 +1,12 @@
 """`fullstory-consumer`: run the consumer, and the tools around it (demo, produce, transform,
-emulator). Errors a user can fix are printed as one line starting with `error:` (exit 2 for bad
-usage or configuration, 1 for a failure at run time)."""
+emulator). Every error a user can fix (a `UserError`) is printed as one line starting with
+`error:` (exit 2 for bad usage or configuration, 1 for a failure at run time)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from consumer import __version__
+from consumer.errors import UserError
 from consumer.options import OPTIONS, Option
 
 log = logging.getLogger("consumer")
@@ -131,46 +133,30 @@ async def _run_pipeline(config: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from consumer.config import ConfigError, load_config
+    from consumer.config import load_config
     from consumer.logs import setup_logging
-    from consumer.sink.client import FullStoryError
-    from consumer.source import KafkaUnavailable
 
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     flags["kafka"] = dict(args.kafka or [])
-    try:
-        config = load_config(flags)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config(flags)
     setup_logging(config.logs.format)
-    try:
-        asyncio.run(_run_pipeline(config))
-    except (FullStoryError, KafkaUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    asyncio.run(_run_pipeline(config))
     return 0
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
     from consumer.produce import produce_file
-    from consumer.registry import RegistryError, RegistryUnavailable
 
     if args.register and args.schema_id is not None:
-        print("error: give either --register or --schema-id, not both", file=sys.stderr)
-        return 2
-    try:
-        count = produce_file(
-            args.bootstrap_servers,
-            args.topic,
-            args.file,
-            args.framing,
-            args.schema_id,
-            register=args.register,
-        )
-    except (ValueError, OSError, RuntimeError, RegistryError, RegistryUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError("give either --register or --schema-id, not both")
+    count = produce_file(
+        args.bootstrap_servers,
+        args.topic,
+        args.file,
+        args.framing,
+        args.schema_id,
+        register=args.register,
+    )
     print(f"produced {count} events to {args.topic}")
     return 0
 
@@ -188,14 +174,9 @@ def load_settings(path: str | None) -> Any:
 
 
 def cmd_transform(args: argparse.Namespace) -> int:
-    from consumer.config import ConfigError
-    from consumer.transform import SettingsError, transform_lines
+    from consumer.transform import transform_lines
 
-    try:
-        settings = load_settings(args.settings)
-    except (ConfigError, SettingsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(args.settings)
     out = sys.stdout.buffer
     for line in transform_lines(sys.stdin.buffer, settings):
         out.write(line)
@@ -204,7 +185,21 @@ def cmd_transform(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_tools(command: str) -> None:
+    """The emulator (and the demo, which runs it) needs aiohttp, which the service does not:
+    it comes with the `tools` extra."""
+    try:
+        importlib.import_module("aiohttp")
+    except ImportError:
+        raise UserError(
+            f"`fullstory-consumer {command}` needs the tools extra (aiohttp): "
+            "pip install 'segment-fullstory-consumer[tools]', or in a checkout "
+            "pip install -e '.[tools]'"
+        ) from None
+
+
 def cmd_emulator(args: argparse.Namespace) -> int:
+    _require_tools("emulator")
     from consumer.emulator import EmulatorConfig, serve
 
     config = EmulatorConfig(
@@ -229,21 +224,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         try:
             since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
         except ValueError:
-            print(f"error: --since must be an ISO-8601 time, got {args.since!r}", file=sys.stderr)
-            return 2
+            raise UserError(f"--since must be an ISO-8601 time, got {args.since!r}") from None
         since_ms = int((since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp() * 1000)
-    try:
-        summary = replay_dlq(
-            args.bootstrap_servers,
-            args.topic,
-            since_ms=since_ms,
-            reason=args.reason,
-            dry_run=args.dry_run,
-            kafka=dict(args.kafka or []),
-        )
-    except (ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    summary = replay_dlq(
+        args.bootstrap_servers,
+        args.topic,
+        since_ms=since_ms,
+        reason=args.reason,
+        dry_run=args.dry_run,
+        kafka=dict(args.kafka or []),
+    )
     verb = "would replay" if args.dry_run else "replayed"
     print(
         f"read {summary.read} dead-lettered records; {verb} {summary.replayed}, "
@@ -257,14 +247,10 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _require_tools("demo")
     from consumer.demo import run_demo
-    from consumer.localenv.broker import BrokerError
 
-    try:
-        return run_demo(events=args.events, settings=args.settings, timeout=args.timeout)
-    except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_demo(events=args.events, settings=args.settings, timeout=args.timeout)
 
 
 COMMANDS = {
@@ -278,8 +264,15 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; a UserError becomes its one `error:` line and exit code."""
     args = _parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # Ctrl-C in a tool (run and the emulator stop on SIGINT themselves)
+        return 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ destination settings) is a single destination named "default".
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from consumer.errors import UserError
 from consumer.options import (
     OPTION,
     OPTIONS,
@@ -32,12 +34,12 @@ from consumer.options import (
     RegistryOptions,
     Section,
 )
-from consumer.registry import RegistrySettings
+from consumer.registry import RegistryClient, RegistrySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 
-class ConfigError(ValueError):
-    """A configuration mistake; the message says what is wrong and how to fix it."""
+class ConfigError(UserError):
+    """A configuration mistake, found before anything connects anywhere."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,43 @@ def _check(option: Option, value: Any) -> None:
         raise ConfigError(f"{name} must be at least {low}, got {value}")
 
 
+_REGISTRY_FILES = ("schema_registry_ca", "schema_registry_cert", "schema_registry_key")
+
+
+def _check_registry(config: Config) -> None:
+    """Refuse now what the registry client would refuse only once the service starts: a TLS file
+    that cannot be read or used, a key without its certificate, basic auth not `user:secret`.
+    The client is built once and closed (it connects nowhere until a request), so its own rules
+    decide; the messages never show the auth secret or the key password."""
+    settings = config.registry_settings()
+    if settings is None or config.registry.framing == "raw":
+        return
+    for name in _REGISTRY_FILES:
+        path = getattr(config.registry, OPTION[name].attr)
+        if not path:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                f"{name} {path} cannot be read ({exc.strerror}); fix {OPTION[name].flag} or "
+                f"{OPTION[name].env}"
+            ) from None
+    try:
+        RegistryClient(settings).close()
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"the schema registry's TLS files cannot be used ({exc.reason or exc}); check that "
+            "schema_registry_ca and schema_registry_cert are PEM files, schema_registry_key is "
+            "the certificate's key and schema_registry_key_password its password"
+        ) from None
+    except ValueError as exc:
+        raise ConfigError(
+            f"schema registry settings: {exc}; fix the schema_registry_* options"
+        ) from None
+
+
 def _section(cls: type[_S], values: Mapping[str, Any]) -> _S:
     return cls(**{o.attr: values[o.name] for o in OPTIONS if o.section is cls})
 
@@ -144,6 +183,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; fix --config") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path} ({exc.strerror}); fix --config"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
@@ -154,6 +197,10 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"settings file {path} does not exist; fix --settings") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read settings file {path} ({exc.strerror}); fix --settings"
+        ) from None
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"settings file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -302,7 +349,7 @@ def load_config(
                 )
             seen[topic] = dest.name
 
-    return Config(
+    config = Config(
         destinations=tuple(destinations),
         kafka=_section(KafkaOptions, values),
         registry=_section(RegistryOptions, values),
@@ -313,3 +360,5 @@ def load_config(
         dlq=_section(DlqOptions, values),
         metrics=_section(MetricsOptions, values),
     )
+    _check_registry(config)
+    return config

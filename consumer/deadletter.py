@@ -8,10 +8,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.metrics import Metrics
 from consumer.record import Record
+from consumer.source import KafkaSettingsError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,10 @@ class DeadLetterQueue:
             **producer_config,
             "logger": logging.getLogger("consumer.kafka.dlq"),
         }
-        self._producer = Producer(config)
+        try:
+            self._producer = Producer(config)
+        except KafkaException as exc:
+            raise KafkaSettingsError.of(exc) from None
         self._metrics = metrics
         self._connector = connector
         self._task_id = task_id

@@ -14,9 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from consumer.config import load_config, read_settings_file
+from consumer.errors import UserError
 from consumer.schema import schema_file
 from consumer.transform import DestinationSettings, Requests, Skipped, transform
 
@@ -32,7 +31,14 @@ def _say(text: str) -> None:
 
 
 def _load_events(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    """The events of a JSON lines file; a UserError naming the file (and line) when unusable."""
+    from consumer.produce import json_lines
+
+    try:
+        with path.open("rb") as stream:
+            return [event for _, event in json_lines(stream, str(path))]
+    except OSError as exc:
+        raise UserError(f"cannot read events file {path} ({exc.strerror}); fix --events") from None
 
 
 def expected_requests(

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consumer.errors import UserError
 from consumer.metrics import Metrics
 
 
@@ -67,7 +68,12 @@ def serve(
         def log_message(self, format: str, *args: object) -> None:
             """Scrapes every few seconds are not worth a log line."""
 
-    server = ThreadingHTTPServer((addr, port), Handler)
+    try:
+        server = ThreadingHTTPServer((addr, port), Handler)
+    except OSError as exc:
+        raise UserError(
+            f"cannot serve metrics on {addr}:{port} ({exc.strerror}); pick another --metrics-port"
+        ) from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

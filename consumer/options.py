@@ -35,7 +35,7 @@ class Section:
 class KafkaOptions(Section):
     bootstrap_servers: str
     group_id: str
-    poll_batch: int
+    records_per_consume: int  # option poll_batch
     librdkafka: dict[str, str]  # the [kafka] table and -X
 
 
@@ -387,7 +387,7 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "records per consume call",
         section=KafkaOptions,
-        attr="poll_batch",
+        attr="records_per_consume",
         default=500,
         env="FULLSTORY_CONSUMER_POLL_BATCH",
         minimum=1,

@@ -12,7 +12,8 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
 from consumer.encode import Encoder, event_key
-from consumer.registry import RegistryClient, RegistrySettings
+from consumer.errors import UserError
+from consumer.registry import RegistryClient, RegistryError, RegistrySettings, RegistryUnavailable
 from consumer.schema import SEGMENT_SCHEMA_PATH
 
 # Throughput defaults; anything in `config` wins.
@@ -22,6 +23,13 @@ _DEFAULTS = {
     "compression.type": "lz4",
     "acks": "all",
 }
+
+
+class ProduceError(UserError):
+    """`produce` cannot finish: a bad input line or option, a registry or delivery failure. The
+    lines before a bad one are still delivered."""
+
+    exit_code = 1
 
 
 class _Sink:
@@ -52,22 +60,26 @@ class _Sink:
         """Wait for every delivery; raise if any message was not delivered."""
         left = self.producer.flush(timeout)
         if left:
-            raise RuntimeError(f"{left} messages still undelivered after {timeout:.0f} s")
+            raise ProduceError(
+                f"{left} messages still undelivered after {timeout:.0f} s; check "
+                "--bootstrap-servers and that the topic exists"
+            )
         if self.failed:
-            raise RuntimeError(f"{self.failed} messages failed delivery; first: {self.first_error}")
+            raise ProduceError(f"{self.failed} messages failed delivery; first: {self.first_error}")
 
 
-def _json_lines(stream: IO[bytes], name: str) -> Iterator[dict[str, Any]]:
+def json_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, event) of each non-blank line."""
     for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{name} line {number}: not valid JSON: {exc}") from None
+            raise ProduceError(f"{name} line {number}: not valid JSON: {exc}") from None
         if not isinstance(event, dict):
-            raise ValueError(f"{name} line {number}: not a JSON object")
-        yield event
+            raise ProduceError(f"{name} line {number}: not a JSON object")
+        yield number, event
 
 
 def register_segment_schema(
@@ -77,9 +89,14 @@ def register_segment_schema(
 
     Idempotent: a schema the subject already has keeps its id.
     """
-    client = RegistryClient(registry)
+    try:
+        client = RegistryClient(registry)
+    except ValueError as exc:
+        raise ProduceError(f"--register: {exc}") from None
     try:
         return client.register(subject or f"{topic}-value", SEGMENT_SCHEMA_PATH.read_text())
+    except (RegistryError, RegistryUnavailable) as exc:
+        raise ProduceError(f"cannot register the schema: {exc}; check --register") from None
     finally:
         client.close()
 
@@ -98,24 +115,36 @@ def produce_file(
 
     With `register` (a registry URL or settings) the schema is registered under `<topic>-value`
     first and the framing is Confluent with the id the registry returned.
-    An invalid line raises ValueError naming it; the lines before it are still delivered.
+    Every failure is a ProduceError; an invalid line's names it, and the lines before it are
+    still delivered.
     """
     if framing not in ("raw", "confluent"):
-        raise ValueError(f"unknown framing {framing!r}; expected 'confluent' or 'raw'")
+        raise ProduceError(f"unknown framing {framing!r}; expected 'confluent' or 'raw'")
     if register is not None:
         if schema_id is not None:
-            raise ValueError("give either a schema id or a registry to register with, not both")
+            raise ProduceError("give either --register or --schema-id, not both")
         schema_id = register_segment_schema(register, topic)
         framing = "confluent"
-    encoder = Encoder(cast(Literal["confluent", "raw"], framing), schema_id)
+    try:
+        encoder = Encoder(cast(Literal["confluent", "raw"], framing), schema_id)
+    except ValueError as exc:
+        raise ProduceError(f"{exc}; give --schema-id or --register") from None
     stdin = str(path) == "-"
-    sink = _Sink(bootstrap_servers, config)
+    name = "stdin" if stdin else str(path)
     count = 0
     with contextlib.ExitStack() as stack:
-        stream = sys.stdin.buffer if stdin else stack.enter_context(Path(path).open("rb"))
+        try:  # before the producer exists, so a wrong path is the only message
+            stream = sys.stdin.buffer if stdin else stack.enter_context(Path(path).open("rb"))
+        except OSError as exc:
+            raise ProduceError(f"cannot read {name} ({exc.strerror}); fix --file") from None
+        sink = _Sink(bootstrap_servers, config)
         try:
-            for event in _json_lines(stream, "stdin" if stdin else str(path)):
-                sink.send(topic, event_key(event), encoder.encode(event))
+            for number, event in json_lines(stream, name):
+                try:
+                    value = encoder.encode(event)
+                except ValueError as exc:
+                    raise ProduceError(f"{name} line {number}: {exc}") from None
+                sink.send(topic, event_key(event), value)
                 count += 1
         finally:
             sink.producer.flush(flush_timeout)  # deliver what was queued even on a bad line

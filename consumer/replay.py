@@ -21,6 +21,8 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from consumer.errors import UserError
+from consumer.source import KafkaSettingsError
 from consumer.transform import Request
 
 REPLAY_HEADER = "fullstory-consumer.replay"
@@ -50,6 +52,13 @@ def rekey_for_replay(requests: tuple[Request, ...], headers: Headers) -> tuple[R
         replace(r, idempotency_key=str(uuid.uuid5(_REPLAY_NAMESPACE, f"{r.idempotency_key}:{n}")))
         for r in requests
     )
+
+
+class ReplayError(UserError):
+    """The replay cannot finish: no such dead-letter topic, or Kafka failed; run it again once
+    fixed (records already replayed are replayed again with the same idempotency keys)."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -85,21 +94,27 @@ def replay_dlq(
 ) -> ReplaySummary:
     """Replay every record now in `dlq_topic` (from `since_ms`, optionally only one reason)."""
     common: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, **(kafka or {})}
-    reader = Consumer(
-        {
-            **common,
-            "group.id": f"dlq-replay-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
-    producer = Producer({**common, "enable.idempotence": True, "linger.ms": 20})
+    try:
+        reader = Consumer(
+            {
+                **common,
+                "group.id": f"dlq-replay-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+    except KafkaException as exc:
+        raise KafkaSettingsError.of(exc) from None
     summary = ReplaySummary()
     try:
+        try:
+            producer = Producer({**common, "enable.idempotence": True, "linger.ms": 20})
+        except KafkaException as exc:
+            raise KafkaSettingsError.of(exc) from None
         meta = reader.list_topics(dlq_topic, timeout=15)
         topic_meta = meta.topics.get(dlq_topic)
         if topic_meta is None or topic_meta.error is not None or not topic_meta.partitions:
-            raise ValueError(f"dead-letter topic {dlq_topic!r} does not exist")
+            raise ReplayError(f"dead-letter topic {dlq_topic!r} does not exist; fix --topic")
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for p in sorted(topic_meta.partitions):
@@ -139,9 +154,11 @@ def replay_dlq(
         _progress(out, summary.read, total)
         out.write("\n")
         if producer.flush(60) > 0:
-            raise RuntimeError("some replayed records were not acknowledged by Kafka; run again")
+            raise ReplayError("some replayed records were not acknowledged by Kafka; run again")
     except KafkaException as exc:
-        raise RuntimeError(f"Kafka error during replay: {exc}") from None
+        raise ReplayError(
+            f"Kafka error during replay: {exc}; check --bootstrap-servers and -X"
+        ) from None
     finally:
         reader.close()
     return summary

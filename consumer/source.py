@@ -1,7 +1,7 @@
 """The Kafka side: the `Source` interface the pipeline reads through, and `KafkaSource`, a
-consumer-group member read in batches on a thread of its own, so the asyncio loop that drives the
-sink never blocks. Rebalance callbacks run on that thread; they hand the work to the loop and wait
-for it, so all pipeline state is touched by the loop alone."""
+consumer-group member whose consume calls run on a thread of its own, so the asyncio loop that
+drives the sink never blocks. Rebalance callbacks run on that thread; they hand the work to the
+loop and wait for it, so all pipeline state is touched by the loop alone."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from consumer.errors import UserError
 from consumer.record import Partition
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,20 @@ class Source(Protocol):
     async def close(self) -> None: ...
 
 
-class KafkaUnavailable(Exception):
-    """The brokers could not be reached or refused the client's configuration."""
+class KafkaUnavailable(UserError):
+    """The brokers could not be reached, or the client failed fatally while running."""
+
+    exit_code = 1
+
+
+class KafkaSettingsError(UserError):
+    """librdkafka refused a setting of the [kafka] table or -X (it checks them as a client is
+    made, before connecting)."""
+
+    @classmethod
+    def of(cls, exc: KafkaException) -> KafkaSettingsError:
+        reason = exc.args[0].str() if exc.args else str(exc)
+        return cls(f"the Kafka client refused its settings: {reason}; fix the [kafka] table or -X")
 
 
 # What the pipeline's correctness relies on; a user's [kafka] table may not change these.
@@ -87,7 +100,7 @@ def consumer_config(bootstrap: str, group_id: str, extra: dict[str, str]) -> dic
 
 
 class KafkaSource:
-    """A `Source`: subscribes, consumes batches, pauses and resumes, commits offsets."""
+    """A `Source`: subscribes, consumes messages, pauses and resumes, commits offsets."""
 
     def __init__(
         self,
@@ -104,9 +117,12 @@ class KafkaSource:
         self._fatal: KafkaError | None = None
         self.brokers_up = True  # False from "all brokers down" until a consume succeeds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-poll")
-        self._consumer = Consumer(
-            {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
-        )
+        try:
+            self._consumer = Consumer(
+                {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
+            )
+        except KafkaException as exc:
+            raise KafkaSettingsError.of(exc) from None
         self._topics = topics
         self._commit_queue: queue.SimpleQueue[
             tuple[Commits, bool, concurrent.futures.Future[None]]

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from consumer.emulator.jobs import BatchJob
 from consumer.emulator.state import EmulatorState, retry_after_seconds
 from consumer.emulator.validation import (
     Invalid,
@@ -64,31 +64,6 @@ class TooManyJobs(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too many batch import jobs in progress")
         self.retry_after = retry_after
-
-
-@dataclass
-class BatchJob:
-    """One import job: `items` are the parsed bodies, `shared` the batch's `shared` if any, each
-    import its result and effective body (whose schema `include_schema` adds)."""
-
-    id: str
-    kind: str  # "users" | "events"
-    created: str
-    ready_at: float  # time.monotonic() when it stops PROCESSING
-    items: list[dict[str, Any]]
-    shared: dict[str, Any] | None
-    key: str | None
-    status: str = "PROCESSING"
-    finished: str | None = None
-    imports: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        """A `JobStatusResponse`."""
-        job: dict[str, Any] = {"id": self.id, "status": self.status, "created": self.created}
-        if self.finished is not None:
-            job["finished"] = self.finished
-        return {"imports": len(self.imports), "errors": len(self.errors), "job": job}
 
 
 def _now_iso() -> str:

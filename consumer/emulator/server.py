@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from consumer.emulator import batch
+from consumer.emulator.jobs import BatchJob
 from consumer.emulator.state import (
     DROPPED,
     EmulatorConfig,
@@ -28,6 +29,7 @@ from consumer.emulator.state import (
     retry_after_seconds,
 )
 from consumer.emulator.validation import Invalid, error_code, validate_event, validate_user
+from consumer.errors import UserError
 
 STATE = web.AppKey("state", EmulatorState)
 JSON = "application/json"
@@ -109,7 +111,7 @@ def _batch_create(kind: str) -> Endpoint:
     return Endpoint(apply, has_body=True, idempotent=True, faultable=True)
 
 
-def _job(state: EmulatorState, kind: str, params: dict[str, str]) -> batch.BatchJob:
+def _job(state: EmulatorState, kind: str, params: dict[str, str]) -> BatchJob:
     job = batch.find(state, kind, params["job_id"])
     if job is None:
         raise Answer(404, error_body(404, f"no {kind} batch import job {params['job_id']!r}"))
@@ -317,7 +319,12 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UserError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port"
+            ) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

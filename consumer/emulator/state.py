@@ -10,16 +10,15 @@ import hashlib
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
+from consumer.emulator.jobs import BatchJob
 from consumer.emulator.validation import Invalid
-
-if TYPE_CHECKING:
-    from consumer.emulator.batch import BatchJob
 
 OUTAGE_MODES = ("503", "refuse")
 # Status recorded for a request whose connection was dropped without an answer.
@@ -398,7 +397,7 @@ class EmulatorState:
         return orjson.dumps(out)
 
 
-def _job_counts(jobs: Any) -> dict[str, int]:
+def _job_counts(jobs: Iterable[BatchJob]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job.status] = counts.get(job.status, 0) + 1

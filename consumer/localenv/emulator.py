@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 
+from consumer.errors import UserError
 from consumer.localenv.ports import free_port
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(UserError):
     """The emulator process did not start or stopped unexpectedly."""
+
+    exit_code = 1
 
 
 class EmulatorProcess:

@@ -10,12 +10,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
+from consumer.errors import UserError
+
 FETCH_TIMEOUT_S = 900.0
 STOP_TIMEOUT_S = 30
 
 
-class ServiceError(RuntimeError):
+class ServiceError(UserError):
     """A local service could not be fetched, started or stopped; the message says why."""
+
+    exit_code = 1
 
 
 class ScriptedService:

@@ -132,7 +132,7 @@ class Router:
                     "InvalidEvent",
                     f"the event cannot be mapped to FullStory: {outcome.reason}",
                 )
-        for topic, n in consumed.items():  # counted per batch: labels() costs per call
+        for topic, n in consumed.items():  # counted per consume call: labels() costs
             metrics.records_consumed.labels(topic).inc(n)
         for topic, n in decoded.items():
             metrics.records_decoded.labels(topic).inc(n)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from consumer import __version__
+from consumer.errors import UserError
 from consumer.metrics import Metrics
 from consumer.sink.pacing import Pacer
 from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
@@ -28,8 +29,10 @@ from consumer.transform import Request
 log = logging.getLogger(__name__)
 
 
-class FullStoryError(Exception):
+class FullStoryError(UserError):
     """A problem with the FullStory account or API that the operator must fix."""
+
+    exit_code = 1
 
 
 class AuthenticationError(FullStoryError):

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from consumer.errors import UserError
+
 DEFAULT_API_HOST = "https://api.fullstory.com"
 EU1_API_HOST = "https://api.eu1.fullstory.com"
 ANONYMOUS_IDENTIFY_MODES = ("send", "skip", "uid")
@@ -51,7 +53,7 @@ SETTING_KEYS: dict[str, str] = {
 _TEXT_SETTINGS = frozenset(("api_key", "org", "api_host"))
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError):
     """A destination setting has a wrong type or value; the message says how to fix it."""
 
 

@@ -143,3 +143,15 @@ def test_dockerignore_keeps_the_context_to_what_copy_needs() -> None:
             copied.update(p.rstrip("/").removeprefix("./") for p in parts[1:-1])
     assert copied and copied <= included, copied - included
     assert all((REPO / path).exists() for path in copied)
+
+
+def test_the_image_holds_the_service_and_compose_adds_the_tools() -> None:
+    """The service image installs no extra; the compose stack, whose emulator runs from the same
+    image, builds it with the `tools` extra (aiohttp)."""
+    lines = _instructions()
+    assert "ARG EXTRAS=" in lines
+    [install] = [ln for ln in lines if "pip install" in ln]
+    assert '".${EXTRAS:+[$EXTRAS]}"' in install
+    build = yaml_load(COMPOSE)["x-consumer-image"]["build"]
+    assert build["args"] == {"EXTRAS": "tools"}
+    assert services()["emulator"]["image"] == services()["consumer"]["image"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,22 @@ def test_bad_settings_type(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
     assert "trackAllPages" in result.stderr or "track_all_pages" in result.stderr
+
+
+def test_metrics_port_taken(kafka_broker: LocalBroker, emulator: EmulatorProcess) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = _run(
+            "--bootstrap-servers",
+            kafka_broker.bootstrap_servers,
+            "--api-host",
+            emulator.url,
+            "--metrics-port",
+            port,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error:") and "--metrics-port" in result.stderr
+    assert API_KEY not in result.stderr

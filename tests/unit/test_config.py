@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 
 from consumer.config import ConfigError, load_config
 
@@ -113,20 +114,22 @@ def test_a_topic_belongs_to_one_destination(tmp_path: Path) -> None:
         load_config({"config": str(path)}, env={})
 
 
-def test_registry_settings_keep_the_secret_out_of_repr() -> None:
+def test_registry_settings_keep_the_secret_out_of_repr(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
     config = load_config(
         {
             **BASE,
             "framing": "confluent",
             "schema_registry_url": "https://sr.example:8081",
-            "schema_registry_ca": "/etc/ca.pem",
+            "schema_registry_ca": str(ca),
         },
         env={"FULLSTORY_CONSUMER_SCHEMA_REGISTRY_AUTH": "user:s3cret"},
     )
     registry = config.registry_settings()
     assert registry is not None
     assert registry.basic_auth_user_info == "user:s3cret"
-    assert registry.ca_location == "/etc/ca.pem"
+    assert registry.ca_location == str(ca)
     assert "s3cret" not in repr(config) + repr(registry)
     assert load_config(BASE, env={}).registry_settings() is None
 
