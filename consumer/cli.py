@@ -153,8 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
+    from consumer.codec.schema_registry import RegistryError, RegistryUnavailable
     from consumer.produce import produce_file
-    from consumer.registry import RegistryError, RegistryUnavailable
 
     if args.register and args.schema_id is not None:
         print("error: give either --register or --schema-id, not both", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from consumer.codec.schema_registry import RegistrySettings
 from consumer.options import (
     OPTION,
     OPTIONS,
@@ -32,7 +33,6 @@ from consumer.options import (
     RegistryOptions,
     Section,
 )
-from consumer.registry import RegistrySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
+from consumer.codec.schema_files import schema_file
 from consumer.config import load_config, read_settings_file
-from consumer.schema import schema_file
 from consumer.transform import DestinationSettings, Requests, Skipped, transform
 
 SAMPLE_EVENTS = schema_file("sample-events.jsonl")

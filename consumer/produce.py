@@ -11,9 +11,9 @@ from typing import IO, Any, Literal, cast
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.encode import Encoder, event_key
-from consumer.registry import RegistryClient, RegistrySettings
-from consumer.schema import SEGMENT_SCHEMA_PATH
+from consumer.codec.encode import Encoder, event_key
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH
+from consumer.codec.schema_registry import RegistryClient, RegistrySettings
 
 # Throughput defaults; anything in `config` wins.
 _DEFAULTS = {
