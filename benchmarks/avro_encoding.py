@@ -18,9 +18,9 @@ from typing import Any, cast
 import fastavro
 import orjson
 
-from consumer.decode import Decoder
-from consumer.encode import JSON_FIELDS, STRING_FIELDS, Encoder, to_avro_record
-from consumer.schema import segment_schema
+from consumer.codec.decode import Decoder
+from consumer.codec.encode import JSON_FIELDS, STRING_FIELDS, Encoder, to_avro_record
+from consumer.codec.schema_files import segment_schema
 
 FIRST_NAMES = ["Ada", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Dennis", "Frances"]
 PRODUCTS = ["yellow_cowboy_boots", "red_scarf", "blue_jeans", "green_hat", "wool_socks"]
@@ -335,7 +335,7 @@ def main() -> None:
         dec, enc = costs[2 * index], costs[2 * index + 1]
         print(f"{layout.label:<44} {dec:>10.2f} {enc:>10.2f} {sizes[index]:>8.0f}")
 
-    print("\nthe shipped code (consumer.encode / consumer.decode):")
+    print("\nthe shipped code (consumer.codec.encode / consumer.codec.decode):")
     for label, encoder, decoder in (
         ("raw", Encoder("raw"), Decoder("raw")),
         ("confluent", Encoder("confluent", 1), Decoder("confluent", _OneSchema())),

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from consumer.decode import Decoder
+from consumer.codec.decode import Decoder
 
 
 def _cpu() -> float:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from consumer.encode import Encoder, event_key
+from consumer.codec.encode import Encoder, event_key
 
 # Call types by share of a typical Segment source (track-heavy; alias rare; no deletes).
 MIX: tuple[tuple[str, float], ...] = (

@@ -1,7 +1,7 @@
 """The peer: the same job built on Quix Streams, run as a child process by run.py.
 
 Quix's Application does the consuming, checkpointing and committing; a custom Deserializer decodes
-each value with `consumer.decode.Decoder("raw").decode`, `sdf.apply` maps it with
+each value with `consumer.codec.decode.Decoder("raw").decode`, `sdf.apply` maps it with
 `consumer.transform.transform`, and a `BatchingSink` subclass POSTs each mapped request to the
 emulator's single-item endpoints (the emulator has no batch endpoint) with the same body and
 Idempotency-Key the service sends. Quix flushes a sink batch per partition at every checkpoint,
@@ -44,7 +44,7 @@ from quixstreams import Application
 from quixstreams.models.serializers import Deserializer, SerializationContext
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from consumer.decode import Decoder
+from consumer.codec.decode import Decoder
 from consumer.transform import DestinationSettings, Outcome, Request, Requests, transform
 
 LANES = 32

@@ -14,7 +14,7 @@ import time
 from datagen import SETTINGS as BENCH_SETTINGS
 from datagen import encoded
 
-from consumer.decode import Decoder
+from consumer.codec.decode import Decoder
 from consumer.sink.client import json_body
 from consumer.transform import DestinationSettings, Requests, transform
 

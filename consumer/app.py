@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from consumer.codec.decode import Decoder, DirectorySchemaResolver
+from consumer.codec.schema_registry import RegistrySchemaResolver
 from consumer.config import Config
 from consumer.deadletter import DeadLetterQueue, DeadLetters
-from consumer.decode import Decoder, DirectorySchemaResolver, RegistrySchemaResolver
 from consumer.health import Health
 from consumer.metrics import Metrics
 from consumer.pipeline.flow import FlowControl
@@ -47,7 +48,8 @@ def _decoder(config: Config) -> Decoder:
         return Decoder("raw")
     registry = config.registry_settings()
     if registry is not None:
-        return Decoder("confluent", RegistrySchemaResolver(registry))
+        # Decoding runs on the event loop: a schema fetch must not stall the lanes.
+        return Decoder("confluent", RegistrySchemaResolver(registry, blocking=False))
     return Decoder("confluent", DirectorySchemaResolver(config.registry.schema_dir))
 
 

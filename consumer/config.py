@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from consumer.codec.schema_registry import RegistryClient, RegistrySettings
 from consumer.errors import UserError
 from consumer.options import (
     OPTION,
@@ -34,7 +35,6 @@ from consumer.options import (
     RegistryOptions,
     Section,
 )
-from consumer.registry import RegistryClient, RegistrySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 

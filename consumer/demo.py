@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from consumer.codec.schema_files import schema_file
 from consumer.config import load_config, read_settings_file
 from consumer.errors import UserError
-from consumer.schema import schema_file
 from consumer.transform import DestinationSettings, Requests, Skipped, transform
 
 SAMPLE_EVENTS = schema_file("sample-events.jsonl")

@@ -11,10 +11,15 @@ from typing import IO, Any, Literal, cast
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.encode import Encoder, event_key
+from consumer.codec.encode import Encoder, event_key
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH
+from consumer.codec.schema_registry import (
+    RegistryClient,
+    RegistryError,
+    RegistrySettings,
+    RegistryUnavailable,
+)
 from consumer.errors import UserError
-from consumer.registry import RegistryClient, RegistryError, RegistrySettings, RegistryUnavailable
-from consumer.schema import SEGMENT_SCHEMA_PATH
 
 # Throughput defaults; anything in `config` wins.
 _DEFAULTS = {

@@ -1,6 +1,7 @@
 """Which partitions may be read now, in one place: every owned partition pauses when too much is in
 flight (and resumes below half of both bounds), and a partition whose schema the registry cannot
-serve waits, paused and rewound to that record, until a backoff says to try again.
+serve waits, paused and rewound to that record, until a backoff says to try again (or, while the
+schema is still being fetched off the loop, for a moment).
 
 The poll loop never waits for the sink: this is how the sink's pace reaches Kafka."""
 
@@ -17,6 +18,8 @@ from consumer.sink.retry import Backoff
 from consumer.source import Source
 
 log = logging.getLogger(__name__)
+
+SCHEMA_FETCH_RETRY = 0.05  # seconds before a record whose schema is being fetched is read again
 
 
 class FlowControl:
@@ -51,9 +54,7 @@ class FlowControl:
         Nothing is dead-lettered for an outage; the partition waits, paused."""
         retry = self._registry_backoff.delay(self._registry_failures)
         self._registry_failures += 1
-        self._blocked[tp] = self._clock() + retry
-        self._source.pause([tp])
-        self._source.seek(tp, offset)
+        self._hold(tp, offset, retry)
         self._metrics.retries.labels("registry").inc()
         log.warning(
             "schema registry unavailable; partition paused",
@@ -65,6 +66,21 @@ class FlowControl:
                 "error": str(exc),
             },
         )
+
+    def wait_for_schema(self, tp: Partition, offset: int) -> None:
+        """The record's schema is being fetched on another thread: re-read from `offset` soon.
+        Not a registry failure, so the backoff does not grow and no retry is counted."""
+        self._hold(tp, offset, SCHEMA_FETCH_RETRY)
+        log.debug(
+            "writer schema being fetched; partition paused",
+            extra={"topic": tp[0], "partition": tp[1], "offset": offset},
+        )
+
+    def _hold(self, tp: Partition, offset: int, delay: float) -> None:
+        """Pause the partition and rewind it to `offset` for `delay` seconds."""
+        self._blocked[tp] = self._clock() + delay
+        self._source.pause([tp])
+        self._source.seek(tp, offset)
 
     def update(self) -> bool:
         """Once per loop turn: resume registry waits that are due, then apply the bounds.

@@ -13,9 +13,10 @@ from typing import Any, cast
 
 from confluent_kafka import KafkaError, Message
 
+from consumer.codec.decode import DecodeError, Decoder
+from consumer.codec.schema_registry import RegistryUnavailable, SchemaPending
 from consumer.config import Destination
 from consumer.deadletter import STAGE_DECODE, STAGE_SINK, STAGE_TRANSFORM, DeadLetters
-from consumer.decode import DecodeError, Decoder, RegistryUnavailable
 from consumer.metrics import Metrics
 from consumer.pipeline.flow import FlowControl
 from consumer.pipeline.ledger import Ledger
@@ -66,7 +67,8 @@ class Router:
 
     def route(self, messages: list[Message]) -> None:
         """Send each message on its way; a partition revoked since the fetch, or waiting for
-        the registry (it is re-read later), is skipped without being tracked."""
+        the registry or a schema fetch (it is re-read later), is skipped without being
+        tracked."""
         ledger, flow, metrics, sink = self._ledger, self._flow, self._metrics, self.sink
         assert sink is not None
         consumed: Counter[str] = Counter()
@@ -87,6 +89,9 @@ class Router:
             error: DecodeError | None = None
             try:
                 event = self._decoder.decode(msg.value())
+            except SchemaPending:
+                flow.wait_for_schema(tp, offset)
+                continue
             except RegistryUnavailable as exc:
                 flow.block(tp, offset, exc)
                 continue

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from harness import read_topic, wait_for, write_jsonl
 
-from consumer.decode import Decoder
+from consumer.codec.decode import Decoder
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
 from consumer.produce import produce_file

@@ -14,13 +14,13 @@ from harness import expected_keys, read_topic, wait_for
 from tcpproxy import TcpProxy
 from toolcheck import require_registry_java
 
-from consumer.encode import Encoder, event_key
+from consumer.codec.encode import Encoder, event_key
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH, load_schema
+from consumer.codec.schema_registry import RegistryClient
 from consumer.localenv import LocalBroker
 from consumer.localenv.emulator import EmulatorProcess
 from consumer.localenv.registry import LocalRegistry
 from consumer.produce import produce_raw
-from consumer.registry import RegistryClient
-from consumer.schema import SEGMENT_SCHEMA_PATH, load_schema
 from consumer.transform import DestinationSettings
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from consumer.decode import Decoder, SchemaNotFound
-from consumer.encode import Encoder
-from consumer.schema import SEGMENT_SCHEMA_PATH, load_schema, segment_schema
+from consumer.codec.decode import Decoder
+from consumer.codec.encode import Encoder
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH, load_schema, segment_schema
+from consumer.codec.schema_registry import SchemaNotFound
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 V0, V2, V3 = (load_schema(SCHEMAS / f"segment-event-{v}.avsc") for v in ("v0", "v2", "v3"))

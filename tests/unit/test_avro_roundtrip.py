@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import DecodeError, Decoder, DirectorySchemaResolver
-from consumer.encode import JSON_FIELDS, STRING_FIELDS, Encoder, event_key, to_avro_record
-from consumer.schema import SEGMENT_SCHEMA_PATH, load_schema, segment_schema
+from consumer.codec.decode import DecodeError, Decoder, DirectorySchemaResolver
+from consumer.codec.encode import JSON_FIELDS, STRING_FIELDS, Encoder, event_key, to_avro_record
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH, load_schema, segment_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "schemas" / "sample-events.jsonl"

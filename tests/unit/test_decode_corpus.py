@@ -10,8 +10,9 @@ from typing import Any
 import fastavro
 import pytest
 
-from consumer.decode import DecodeError, Decoder, SchemaNotFound
-from consumer.schema import segment_schema
+from consumer.codec.decode import DecodeError, Decoder
+from consumer.codec.schema_files import segment_schema
+from consumer.codec.schema_registry import SchemaNotFound
 from consumer.transform import DestinationSettings, Invalid, Requests, transform
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "malformed"

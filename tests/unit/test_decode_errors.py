@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consumer.decode import (
-    DecodeError,
-    Decoder,
-    DirectorySchemaResolver,
+from consumer.codec.decode import DecodeError, Decoder, DirectorySchemaResolver
+from consumer.codec.encode import Encoder, to_avro_record
+from consumer.codec.schema_files import SEGMENT_SCHEMA_PATH
+from consumer.codec.schema_registry import (
+    InvalidSchema,
     RegistrySchemaResolver,
     RegistryUnavailable,
     SchemaNotFound,
+    SchemaPending,
 )
-from consumer.encode import Encoder, to_avro_record
-from consumer.schema import SEGMENT_SCHEMA_PATH
 
 EVENT = {
     "messageId": "m-1",
@@ -161,50 +157,7 @@ def test_directory_resolver_caches_and_reports_missing(schema_dir: Path) -> None
         resolver.writer_schema(1234)
 
 
-# --- the registry resolver against a loopback HTTP server --------------------------------------
-
-
-class _Registry(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str | None]]
-
-    def do_GET(self) -> None:
-        self.requests.append((self.path, self.headers.get("Authorization")))
-        status, body = 404, {"error_code": 40403, "message": "Schema not found"}
-        if self.path == "/schemas/ids/1":
-            status, body = 200, {"schema": SEGMENT_SCHEMA_PATH.read_text()}
-        elif self.path == "/schemas/ids/3":
-            status, body = 503, {"message": "overloaded"}
-        elif self.path == "/schemas/ids/4":
-            status, body = 200, {"schema": "{not avro"}
-        elif self.path == "/schemas/ids/5":
-            status, body = 200, {"schema": "{}", "schemaType": "PROTOBUF"}
-        elif self.path == "/schemas/ids/6":
-            time.sleep(1.0)
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError):  # the client gave up waiting (timeout case)
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-
-@pytest.fixture
-def registry() -> Iterator[tuple[str, list[tuple[str, str | None]]]]:
-    seen: list[tuple[str, str | None]] = []
-    handler = type("Handler", (_Registry,), {"requests": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+# --- the registry resolver against the loopback registry (conftest.py) ------------------------
 
 
 def test_registry_resolver_fetches_once_with_auth(
@@ -262,3 +215,72 @@ def test_registry_connection_refused() -> None:
         resolver = RegistrySchemaResolver(f"http://127.0.0.1:{port}", timeout=1.0)
         with pytest.raises(RegistryUnavailable):
             resolver.writer_schema(1)
+
+
+# --- without blocking (the consumer's event loop): misses are fetched on a worker thread --------
+
+
+def _settled(resolver: RegistrySchemaResolver, schema_id: int) -> Any:
+    """Ask again, as a re-read record does, until the fetch is over; its schema or its error."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            return resolver.writer_schema(schema_id)
+        except SchemaPending:
+            assert time.monotonic() < deadline, "the fetch never finished"
+            time.sleep(0.01)
+
+
+def test_a_miss_never_waits_for_a_slow_registry(
+    registry: tuple[str, list[tuple[str, str | None]]], slow_answer: float
+) -> None:
+    url, seen = registry
+    resolver = RegistrySchemaResolver(url, timeout=5.0, blocking=False)
+    decoder = Decoder("confluent", resolver)
+    value = b"\x00\x00\x00\x00\x07" + RAW
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(SchemaPending):
+            decoder.decode(value)
+    assert time.monotonic() - started < slow_answer / 2  # answered at once, the fetch is elsewhere
+    assert _settled(resolver, 7) is not None
+    assert time.monotonic() - started >= slow_answer
+    assert decoder.decode(value) == EVENT
+    assert [path for path, _ in seen] == ["/schemas/ids/7"]  # one fetch in flight per id
+    resolver.close()
+
+
+def test_an_outage_is_reported_once_then_fetched_again(
+    registry: tuple[str, list[tuple[str, str | None]]],
+) -> None:
+    url, seen = registry
+    resolver = RegistrySchemaResolver(url, timeout=2.0, blocking=False)
+    with pytest.raises(SchemaPending):
+        resolver.writer_schema(3)
+    with pytest.raises(RegistryUnavailable):
+        _settled(resolver, 3)
+    with pytest.raises(SchemaPending):  # a new fetch: the registry may be back
+        resolver.writer_schema(3)
+    with pytest.raises(RegistryUnavailable):
+        _settled(resolver, 3)
+    assert len(seen) == 2
+    resolver.close()
+
+
+@pytest.mark.parametrize(("schema_id", "error"), [(2, SchemaNotFound), (4, InvalidSchema)])
+def test_a_permanent_error_is_remembered_and_raised_at_once(
+    registry: tuple[str, list[tuple[str, str | None]]],
+    schema_id: int,
+    error: type[Exception],
+) -> None:
+    url, seen = registry
+    resolver = RegistrySchemaResolver(url, timeout=2.0, blocking=False)
+    with pytest.raises(SchemaPending):
+        resolver.writer_schema(schema_id)
+    with pytest.raises(error):
+        _settled(resolver, schema_id)
+    for _ in range(3):  # no new fetch, no wait: the next bad records go to the DLQ at once
+        with pytest.raises(error):
+            resolver.writer_schema(schema_id)
+    assert len(seen) == 1
+    resolver.close()

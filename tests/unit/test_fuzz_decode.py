@@ -8,9 +8,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import DecodeError, Decoder, RegistryUnavailable, SchemaNotFound
-from consumer.encode import Encoder
-from consumer.schema import segment_schema
+from consumer.codec.decode import DecodeError, Decoder
+from consumer.codec.encode import Encoder
+from consumer.codec.schema_files import segment_schema
+from consumer.codec.schema_registry import RegistryUnavailable, SchemaNotFound
 from consumer.transform import DestinationSettings, Outcome, transform
 
 SETTINGS, _ = DestinationSettings.from_mapping({"trackAllPages": True, "track_groups": True})

@@ -7,7 +7,7 @@ import fnmatch
 import tomllib
 from pathlib import Path
 
-from consumer.schema import schema_file, segment_schema
+from consumer.codec.schema_files import schema_file, segment_schema
 
 REPO = Path(__file__).resolve().parents[2]
 SETUPTOOLS = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]

@@ -13,11 +13,11 @@ import pytest
 from confluent_kafka import Message
 
 from consumer.app import Pipeline
+from consumer.codec.decode import Decoder
+from consumer.codec.encode import Encoder
+from consumer.codec.schema_registry import RegistryUnavailable
 from consumer.config import load_config
-from consumer.decode import Decoder
-from consumer.encode import Encoder
 from consumer.record import Partition, Record
-from consumer.registry import RegistryUnavailable
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.contract import Done, Fatal, Job
 from consumer.source import Commits, Listeners, Partitions
@@ -444,3 +444,34 @@ def test_a_registry_wait_pauses_and_rewinds_only_its_partition_then_rereads_it()
         decoder=FlakyRegistryDecoder(failing, failures=1),
         poll_batch="1",
     )
+
+
+def test_a_schema_fetch_leaves_the_loop_running_and_the_record_is_decoded_after(
+    registry: tuple[str, list[tuple[str, str | None]]], slow_answer: float
+) -> None:
+    """The registry takes `slow_answer` seconds for id 7: the partition waits, paused and
+    rewound, while the loop keeps turning; then the record is read again and decoded."""
+    url, seen = registry
+    framed = b"\x00" + (7).to_bytes(4, "big") + track(0)
+
+    async def scenario(core: Core) -> None:
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        last = loop.time()
+        while not core.sink.jobs:
+            assert loop.time() - last < 10 * slow_answer, "never decoded"
+            await asyncio.sleep(0.01)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+        assert sum(gaps) >= slow_answer  # the fetch took its time...
+        assert max(gaps) < slow_answer / 2  # ...and the loop never stood still for it
+        assert (TP, 0) in core.source.seeks  # waited through the pause-and-re-read path
+        assert list(core.sink.jobs) == [(TP, 0)] and core.dlq.sent == []
+        assert [path for path, _ in seen] == ["/schemas/ids/7"]  # fetched once
+        retries = core.pipeline.metrics.registry.get_sample_value(
+            "fullstory_consumer_fullstory_retries_total", {"cause": "registry"}
+        )
+        assert not retries  # waiting for a fetch is no registry failure
+
+    run_core(scenario, {TP: [framed]}, framing="confluent", schema_registry_url=url)

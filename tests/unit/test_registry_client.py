@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from consumer.registry import RegistryClient, RegistrySettings, RegistryUnavailable
+from consumer.codec.schema_registry import RegistryClient, RegistrySettings, RegistryUnavailable
 
 
 def test_settings_from_confluent_keys() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from consumer.codec.decode import Decoder
+from consumer.codec.encode import Encoder
 from consumer.config import Destination
-from consumer.decode import Decoder
-from consumer.encode import Encoder
 from consumer.metrics import Metrics
 from consumer.pipeline.flow import FlowControl
 from consumer.pipeline.ledger import Ledger

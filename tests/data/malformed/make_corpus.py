@@ -15,7 +15,7 @@ from typing import Any
 
 import fastavro
 
-from consumer.encode import Encoder, to_avro_record
+from consumer.codec.encode import Encoder, to_avro_record
 
 HERE = Path(__file__).resolve().parent
 GOOD = {"messageId": "bad-1", "type": "track", "userId": "u-bad", "event": "E", "properties": {}}

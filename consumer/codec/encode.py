@@ -10,7 +10,7 @@ from typing import Any, Literal
 import fastavro
 import orjson
 
-from consumer.schema import segment_schema
+from consumer.codec.schema_files import segment_schema
 
 # Top-level members the schema carries as plain strings ("" = absent).
 STRING_FIELDS: tuple[str, ...] = (

@@ -14,30 +14,9 @@ import fastavro
 import orjson
 from fastavro.read import SchemaResolutionError
 
-from consumer.encode import EXTRA_FIELD, JSON_FIELDS
-from consumer.registry import (
-    InvalidSchema,
-    RegistryClient,
-    RegistrySchemaResolver,
-    RegistrySettings,
-    RegistryUnavailable,
-    SchemaNotFound,
-    parse_schema_text,
-)
-from consumer.schema import segment_schema
-
-__all__ = [
-    "DecodeError",
-    "Decoder",
-    "DirectorySchemaResolver",
-    "InvalidSchema",
-    "RegistryClient",
-    "RegistrySchemaResolver",
-    "RegistrySettings",
-    "RegistryUnavailable",
-    "SchemaNotFound",
-    "SchemaResolver",
-]
+from consumer.codec.encode import EXTRA_FIELD, JSON_FIELDS
+from consumer.codec.schema_files import segment_schema
+from consumer.codec.schema_registry import InvalidSchema, SchemaNotFound, parse_schema_text
 
 _SPECIAL = frozenset((*JSON_FIELDS, EXTRA_FIELD))
 _loads = orjson.loads
@@ -55,7 +34,8 @@ class SchemaResolver(Protocol):
     """Finds the writer schema for a Confluent schema id."""
 
     def writer_schema(self, schema_id: int) -> Any:
-        """The parsed schema; raises SchemaNotFound, InvalidSchema or RegistryUnavailable."""
+        """The parsed schema; raises SchemaNotFound, InvalidSchema or RegistryUnavailable, or
+        SchemaPending while it is fetched in the background (RegistrySchemaResolver)."""
         ...
 
 
@@ -141,7 +121,8 @@ class _Plan:
 class Decoder:
     """Decodes Kafka values into Segment-shaped dicts; raises DecodeError for bad values.
 
-    RegistryUnavailable from the resolver propagates unchanged: the record is fine, retry later.
+    RegistryUnavailable and SchemaPending from the resolver propagate unchanged: the record is
+    fine, read it again later.
     """
 
     def __init__(

@@ -12,6 +12,7 @@ import json
 import ssl
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -30,6 +31,11 @@ class InvalidSchema(Exception):
 
 class RegistryUnavailable(Exception):
     """The schema registry could not answer now (retryable: do not dead-letter the record)."""
+
+
+class SchemaPending(Exception):
+    """The schema is being fetched off the event loop: read the record again shortly. Not a
+    registry failure: nothing to back off from, nothing to dead-letter."""
 
 
 class RegistryError(Exception):
@@ -215,9 +221,16 @@ class RegistryClient:
 class RegistrySchemaResolver:
     """Writer schemas by Confluent schema id from a registry, parsed once per id.
 
-    404 is permanent (SchemaNotFound, remembered for `negative_ttl` seconds so a burst of bad
-    records does not hammer the registry); network errors, timeouts, 429, 5xx and auth failures
-    are RegistryUnavailable: retrying (or fixing the credentials) will help, dead-lettering won't.
+    404 and an unusable schema are permanent (SchemaNotFound, InvalidSchema, remembered for
+    `negative_ttl` seconds so a burst of bad records does not hammer the registry); network
+    errors, timeouts, 429, 5xx and auth failures are RegistryUnavailable: retrying (or fixing
+    the credentials) will help, dead-lettering won't.
+
+    `blocking=False` is for the event loop, where a request would stall every lane: a miss
+    starts the fetch on a worker thread (one in flight per id) and raises SchemaPending at
+    once; once the fetch is over, the next call returns the schema or raises the fetch's error
+    (after a RegistryUnavailable the call after that starts a new fetch). Called from one
+    thread then, the loop's.
     """
 
     def __init__(
@@ -228,6 +241,7 @@ class RegistrySchemaResolver:
         auth: tuple[str, str] | None = None,
         negative_ttl: float = 30.0,
         client: httpx.Client | None = None,
+        blocking: bool = True,
     ) -> None:
         settings = (
             url if isinstance(url, RegistrySettings) else RegistrySettings(url, timeout=timeout)
@@ -237,31 +251,55 @@ class RegistrySchemaResolver:
         self.client = RegistryClient(settings, client=client)
         self._negative_ttl = negative_ttl
         self._cache: dict[int, Any] = {}
-        self._missing: dict[int, tuple[float, str]] = {}
+        self._refused: dict[int, tuple[float, type[Exception], str]] = {}
         self._lock = threading.Lock()
+        # One worker: fetches hold the lock anyway, so more threads would only wait for it.
+        self._fetcher = (
+            None
+            if blocking
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="schema-registry")
+        )
+        self._pending: dict[int, Future[Any]] = {}
 
     def writer_schema(self, schema_id: int) -> Any:
         """The parsed schema for this id, fetched at most once while it exists."""
         schema = self._cache.get(schema_id)
         if schema is not None:
             return schema
+        if self._fetcher is None:
+            return self._load(schema_id)
+        pending = self._pending.get(schema_id)
+        if pending is None:
+            self._raise_if_refused(schema_id)  # at once: no fetch, no wait for a known bad id
+            self._pending[schema_id] = self._fetcher.submit(self._load, schema_id)
+            raise SchemaPending(f"schema id {schema_id} is being fetched")
+        if not pending.done():
+            raise SchemaPending(f"schema id {schema_id} is being fetched")
+        del self._pending[schema_id]
+        return pending.result()  # the schema, now cached, or the error the fetch ended with
+
+    def _load(self, schema_id: int) -> Any:
         with self._lock:
             schema = self._cache.get(schema_id)
             if schema is None:
                 schema = self._cache[schema_id] = self._fetch(schema_id)
         return schema
 
+    def _raise_if_refused(self, schema_id: int) -> None:
+        refused = self._refused.get(schema_id)
+        if refused is not None and time.monotonic() < refused[0]:
+            raise refused[1](refused[2])  # a new exception each time: tracebacks do not pile up
+
     def _fetch(self, schema_id: int) -> Any:
-        missing = self._missing.get(schema_id)
-        if missing is not None and time.monotonic() < missing[0]:
-            raise SchemaNotFound(missing[1])
+        self._raise_if_refused(schema_id)
         try:
-            text = self.client.schema_text(schema_id)
-        except SchemaNotFound as exc:
-            self._missing[schema_id] = (time.monotonic() + self._negative_ttl, str(exc))
+            return parse_schema_text(self.client.schema_text(schema_id), f"schema id {schema_id}")
+        except (SchemaNotFound, InvalidSchema) as exc:
+            self._refused[schema_id] = (time.monotonic() + self._negative_ttl, type(exc), str(exc))
             raise
-        return parse_schema_text(text, f"schema id {schema_id}")
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Stop the fetch thread (a fetch under way ends within the timeout), close the client."""
+        if self._fetcher is not None:
+            self._fetcher.shutdown(wait=False, cancel_futures=True)
         self.client.close()
