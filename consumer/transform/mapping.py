@@ -27,6 +27,9 @@ identity → the type's own rule. Choices the spec leaves open:
   `country`/`region` ISO codes, from codes or names (location.py), a region only with a country.
   Other values are left out, so one bad field never costs the event.
 - identify and group: at most 500 user properties, by dotted leaf path (properties.py).
+- The `events` rules (policy-spec.md) run here, on the name and uid of the event request about to
+  be built, before its body: the outcome is the one "map, then apply `events`" gives (nothing
+  after that point can fail), and an excluded event costs a dict lookup instead of a mapping.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from consumer.policy import EXCLUDED, NOT_INCLUDED, SAMPLE, SAMPLED_OUT, sample_key
 from consumer.transform.idempotency import idempotency_key
 from consumer.transform.location import country_code, region_code
 from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
@@ -86,6 +90,7 @@ GROUP_DISABLED = Skipped("group_disabled")
 GROUP_WITHOUT_USER = Skipped("group_without_user")
 ALIAS_UNSUPPORTED = Skipped("alias_unsupported")
 DELETES_DISABLED = Skipped("deletes_disabled")
+EVENTS_SKIPPED = {reason: Skipped(reason) for reason in (NOT_INCLUDED, EXCLUDED, SAMPLED_OUT)}
 _LOWER_CACHE: dict[str, str] = {}
 
 
@@ -283,6 +288,24 @@ def _event_body(
     return body
 
 
+def _events_skip(
+    event: dict[str, Any],
+    settings: DestinationSettings,
+    name: str,
+    uid: str | None,
+    anon: str | None,
+) -> Skipped | None:
+    """The `events` rules' skip for the event request `name` sent as `uid`, or None to send."""
+    events = settings.events
+    if events is None:
+        return None
+    verdict = events.rules.decide_name(name)
+    if verdict == SAMPLE:
+        key = sample_key(uid, anon, id_string(event.get("messageId")))
+        verdict = events.rules.decide(name, key)
+    return None if verdict is None else EVENTS_SKIPPED[verdict]
+
+
 def _stripped(value: object) -> str:
     return value.strip() if type(value) is str else ""
 
@@ -331,10 +354,15 @@ def _identify(
     return _send(event, "POST", USERS_PATH, body, capped)
 
 
-def _track(event: dict[str, Any], settings: DestinationSettings, uid: str | None) -> Outcome:
+def _track(
+    event: dict[str, Any], settings: DestinationSettings, uid: str | None, anon: str | None
+) -> Outcome:
     name = event.get("event")
     if type(name) is not str or not name:
         return MISSING_EVENT_NAME
+    skipped = _events_skip(event, settings, name, uid, anon)
+    if skipped is not None:
+        return skipped
     properties, schema = normalise(event.get("properties"))
     return _send(
         event, "POST", EVENTS_PATH, _event_body(event, settings, name, properties, schema, uid)
@@ -342,7 +370,12 @@ def _track(event: dict[str, Any], settings: DestinationSettings, uid: str | None
 
 
 def _view(
-    event: dict[str, Any], settings: DestinationSettings, uid: str | None, word: str, label: str
+    event: dict[str, Any],
+    settings: DestinationSettings,
+    uid: str | None,
+    anon: str | None,
+    word: str,
+    label: str,
 ) -> Outcome:
     if not settings.track_pages_with_events:
         return PAGE_EVENTS_DISABLED
@@ -362,6 +395,9 @@ def _view(
         event_name = f"Loaded a {word}"
     else:
         return PAGE_NOT_TRACKED
+    skipped = _events_skip(event, settings, event_name, uid, anon)
+    if skipped is not None:
+        return skipped
     extra: list[tuple[str, object]] = []
     if category is not None:
         extra.append(("category", category))
@@ -443,6 +479,6 @@ def transform(event: object, settings: DestinationSettings) -> Outcome:
     if kind == "identify":
         return _identify(event, settings, user_id, anon, uid)
     if kind == "track":
-        return _track(event, settings, uid)
+        return _track(event, settings, uid, anon)
     word, label = VIEW_KINDS[kind]
-    return _view(event, settings, uid, word, label)
+    return _view(event, settings, uid, anon, word, label)
