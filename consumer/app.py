@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from consumer.budget_log import BudgetLog
 from consumer.codec.decode import Decoder, DirectorySchemaResolver
 from consumer.codec.schema_registry import RegistrySchemaResolver
 from consumer.config import Config
 from consumer.deadletter import DeadLetterQueue, DeadLetters
 from consumer.health import Health
 from consumer.metrics import Metrics
+from consumer.pipeline.budget_gate import BudgetGate
 from consumer.pipeline.flow import FlowControl
 from consumer.pipeline.ledger import Ledger
 from consumer.pipeline.rebalance import Rebalancer
@@ -96,6 +98,7 @@ class Pipeline:
         dead_letters: DeadLetters | None = None,
         clients: Mapping[str, FullStoryClient] | None = None,
         decoder: Decoder | None = None,
+        budget_log: BudgetLog | None = None,
         commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.config = config
@@ -105,10 +108,7 @@ class Pipeline:
         self._make_source = source or self._kafka_source
         self._make_sink = sink or self._default_sink
         self._dlq = dead_letters or DeadLetterQueue(
-            {
-                "bootstrap.servers": config.kafka.bootstrap_servers,
-                **_producer_settings(config.kafka.librdkafka),
-            },
+            self._connection(),
             self.metrics,
             connector=config.kafka.group_id,
             task_id=f"{socket.gethostname()}-{id(self):x}",
@@ -119,10 +119,27 @@ class Pipeline:
         self._owns_clients = clients is None  # else the caller made, checks and closes them
         self._decoder = decoder or _decoder(config)
         self._commit_interval = commit_interval
+        self._budgets = {
+            d.name: d.settings.budget for d in config.destinations if d.settings.budget is not None
+        }
+        self._budget_log = budget_log
+        if self._budgets and budget_log is None:
+            self._budget_log = BudgetLog(
+                self._connection(),
+                config.budget.topic or f"{config.kafka.group_id}.budget",
+            )
         self._sink: Sink | None = None
         self._core: _Core | None = None
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
+
+    def _connection(self) -> dict[str, str]:
+        """How a producer (or a reader outside the group) reaches the cluster."""
+        kafka = self.config.kafka
+        return {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            **_producer_settings(kafka.librdkafka),
+        }
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""
@@ -216,6 +233,17 @@ class Pipeline:
             metrics=self.metrics,
         )
         sink = self._make_sink(router.delivered, self._fail, self._persist)
+        if self._budget_log is not None:
+            sink = BudgetGate(
+                sink,
+                self._budget_log,
+                self._budgets,
+                {topic: dest.name for topic, dest in cfg.destination_for().items()},
+                self.metrics,
+                skipped=router.skipped,
+                handed_back=self.ledger.release,
+                pause=flow.wait_for_budget,
+            )
         router.sink = sink
         rebalancer = Rebalancer(
             ledger=self.ledger,
@@ -238,6 +266,8 @@ class Pipeline:
             self._core, self._sink = core, sink
             source = core.source
             await source.check_reachable(timeout=15.0)
+            if self._budget_log is not None:  # every claim so far, before deciding anything
+                await self._budget_log.start()
             sink.start()
             await source.subscribe()
             log.info(
@@ -252,6 +282,8 @@ class Pipeline:
         finally:
             if sink is not None:
                 await sink.close()
+            if self._budget_log is not None:
+                await self._budget_log.close()
             remaining = self._dlq.close(10.0)
             if remaining:
                 log.error(
@@ -278,6 +310,8 @@ class Pipeline:
                 self.metrics.batch_size.labels("consume").observe(len(messages))
                 router.route(messages)
             self._dlq.poll()
+            if self._budget_log is not None:
+                self._budget_log.poll()
             router.observe_progress()
             now = time.monotonic()
             if now >= next_commit:

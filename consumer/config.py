@@ -25,6 +25,7 @@ from consumer.options import (
     OPTION,
     OPTIONS,
     BatchOptions,
+    BudgetOptions,
     DeliveryOptions,
     DlqOptions,
     KafkaOptions,
@@ -64,6 +65,7 @@ class Config:
     limits: LimitsOptions
     logs: LogsOptions
     dlq: DlqOptions
+    budget: BudgetOptions
     metrics: MetricsOptions
 
     def registry_settings(self) -> RegistrySettings | None:
@@ -358,6 +360,7 @@ def load_config(
         limits=_section(LimitsOptions, values),
         logs=_section(LogsOptions, values),
         dlq=_section(DlqOptions, values),
+        budget=_section(BudgetOptions, values),
         metrics=_section(MetricsOptions, values),
     )
     _check_registry(config)

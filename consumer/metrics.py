@@ -154,6 +154,31 @@ class Metrics:
             registry=r,
         )
 
+        self.budget_limit = Gauge(
+            f"{p}_budget_limit_events",
+            "Server events a destination may send per budget cycle.",
+            ["destination"],
+            registry=r,
+        )
+        self.budget_used = Gauge(
+            f"{p}_budget_used_events",
+            "Server events granted this cycle, group-wide, as this member last knew it.",
+            ["destination"],
+            registry=r,
+        )
+        self.budget_cycle_end = Gauge(
+            f"{p}_budget_cycle_end_timestamp_seconds",
+            "Unix time when the destination's budget cycle ends.",
+            ["destination"],
+            registry=r,
+        )
+        self.budget_warn_ratio = Gauge(
+            f"{p}_budget_warn_ratio",
+            "The destination's warn_at share, for the alert rules.",
+            ["destination"],
+            registry=r,
+        )
+
     def forget_partition(self, topic: str, partition: int) -> None:
         """Drop a revoked partition's series, or its last lag would stay forever."""
         for gauge in (self.lag_records, self.lag_seconds):

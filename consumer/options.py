@@ -85,6 +85,11 @@ class DlqOptions(Section):
 
 
 @dataclass(frozen=True, repr=False)
+class BudgetOptions(Section):
+    topic: str | None  # None: `<group_id>.budget`
+
+
+@dataclass(frozen=True, repr=False)
 class MetricsOptions(Section):
     port: int | None
 
@@ -321,6 +326,17 @@ OPTIONS: tuple[Option, ...] = (
         default=".dlq",
         env="FULLSTORY_CONSUMER_DLQ_SUFFIX",
         chart="`config.dlqSuffix`",
+    ),
+    Option(
+        "budget_topic",
+        str,
+        "the one-partition topic holding the group's server-event budget claims (created if "
+        "missing); only used when a destination has a budget",
+        section=BudgetOptions,
+        attr="topic",
+        env="FULLSTORY_CONSUMER_BUDGET_TOPIC",
+        default_doc="`<group_id>.budget`",
+        chart="`extraEnv`",
     ),
     Option(
         "metrics_port",

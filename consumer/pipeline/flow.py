@@ -76,6 +76,21 @@ class FlowControl:
             extra={"topic": tp[0], "partition": tp[1], "offset": offset},
         )
 
+    def wait_for_budget(self, tp: Partition, offset: int, seconds: float) -> None:
+        """The destination's budget is exhausted (`when_exhausted = "pause"`): re-read from
+        `offset` when the next cycle starts, `seconds` from now. Membership is kept (the
+        consumer goes on polling) and nothing is skipped."""
+        self._hold(tp, offset, seconds)
+        log.info(
+            "server-event budget exhausted; partition paused until the next cycle",
+            extra={
+                "topic": tp[0],
+                "partition": tp[1],
+                "offset": offset,
+                "resume_in_seconds": round(seconds, 1),
+            },
+        )
+
     def _hold(self, tp: Partition, offset: int, delay: float) -> None:
         """Pause the partition and rewind it to `offset` for `delay` seconds."""
         self._blocked[tp] = self._clock() + delay

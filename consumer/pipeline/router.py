@@ -165,6 +165,11 @@ class Router:
             f"FullStory answered HTTP {rejected.status} {rejected.code}: {rejected.message}",
         )
 
+    def skipped(self, job: Job, reason: str) -> None:
+        """A later stage decided not to send the record (e.g. the budget): done, not sent."""
+        self._metrics.records_skipped.labels(reason).inc()
+        self._finish(job.record)
+
     def observe_progress(self) -> None:
         """Once per loop turn, not per record: the last-processed time, and the freshness of
         the last delivered event (now minus its Segment receivedAt)."""

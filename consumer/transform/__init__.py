@@ -3,9 +3,10 @@
 from consumer.transform.jsonlines import outcome_to_json, transform_lines
 from consumer.transform.mapping import transform
 from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
-from consumer.transform.settings import DestinationSettings, SettingsError
+from consumer.transform.settings import BudgetSettings, DestinationSettings, SettingsError
 
 __all__ = [
+    "BudgetSettings",
     "DestinationSettings",
     "Invalid",
     "Outcome",
