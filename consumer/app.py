@@ -241,7 +241,7 @@ class Pipeline:
                 {topic: dest.name for topic, dest in cfg.destination_for().items()},
                 self.metrics,
                 skipped=router.skipped,
-                handed_back=self.ledger.release,
+                rewind=self.ledger.rewind,
                 pause=flow.wait_for_budget,
             )
         router.sink = sink

@@ -94,6 +94,18 @@ class OffsetTracker:
         if part is not None:
             part.released += 1
 
+    def rewind(self, tp: Partition, offset: int) -> None:
+        """The partition will be read again from `offset`, and none of its records from there
+        is being worked on: forget them, as if they had never been read (they will be tracked
+        again when read)."""
+        part = self._partitions.get(tp)
+        if part is None:
+            return
+        pending, stamps = part.pending, part.stamps
+        while pending and pending[-1] >= offset:
+            part.done_out_of_order.discard(pending.pop())
+            stamps.pop()
+
     def in_flight(self, tp: Partition) -> int:
         """Records of the partition still being worked on (read, not done, not released)."""
         part = self._partitions.get(tp)

@@ -68,7 +68,7 @@ class BudgetGate:
         metrics: Metrics,
         *,
         skipped: Callable[[Job, str], None],
-        handed_back: Callable[[list[Job]], object],
+        rewind: Callable[[list[Job]], None],
         pause: Callable[[Partition, int, float], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -78,7 +78,7 @@ class BudgetGate:
         self._destination_of = destination_of  # topic → destination name
         self._metrics = metrics
         self._skipped = skipped
-        self._handed_back = handed_back
+        self._rewind = rewind
         self._pause = pause
         self._clock = clock
         self._queues: dict[Partition, deque[_Waiting]] = {}
@@ -202,9 +202,9 @@ class BudgetGate:
             )
         job = waiting.job
         if dest.budget.when_exhausted == "pause":
-            back = [job, *(w.job for w in queue)]
+            back = [job, *(w.job for w in queue)]  # nothing behind it has started
             queue.clear()
-            self._handed_back(back)
+            self._rewind(back)
             self._pause(tp, job.record.offset, max(0.0, cycle.end.timestamp() - self._clock()))
             return False
         users = tuple(

@@ -64,6 +64,17 @@ class Ledger:
             count += 1
         return count
 
+    def rewind(self, jobs: list[Job]) -> None:
+        """Records of one partition, from some offset to the last read, that will be read
+        again (a partition paused until its budget's next cycle): untracked, not released."""
+        if not jobs:
+            return
+        first = jobs[0].record
+        self._tracker.rewind(first.tp, first.offset)
+        for job in jobs:
+            self.records -= 1
+            self.bytes -= job.record.size
+
     def in_flight(self, tps: Iterable[Partition]) -> bool:
         """Whether any of these partitions still has records being worked on."""
         return any(self._tracker.in_flight(tp) for tp in tps)

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from harness import (
     assert_exactly_once,
     expected_identities,
     expected_keys,
     gauge,
+    lag,
     many_events,
     read_topic,
     wait_for,
@@ -49,20 +49,6 @@ def _settings_file(tmp_path: Path, **extra: Any) -> tuple[Path, DestinationSetti
 
 def _events(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-
-
-def _lag(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        committed = consumer.committed(tps, timeout=10)
-        lag = 0
-        for tp in committed:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            lag += high - (tp.offset if tp.offset >= 0 else 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def _key_counts(emulator: EmulatorProcess) -> Counter[str]:
@@ -102,7 +88,7 @@ def test_every_call_type_arrives_exactly_once(
     counts = _key_counts(emulator)
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values()), counts
-    assert _lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
+    assert lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
     methods = Counter((r["method"], r["path"].split("?")[0]) for r in emulator.deliveries())
     assert methods[("POST", "/v2/users")] >= 2
     assert methods[("POST", "/v2/events")] >= 2
@@ -145,7 +131,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     assert not duplicated
     replays = [r for r in emulator.requests() if r.get("replay")]
     assert replays, "a SIGKILL after deliveries must cause redeliveries (answered as replays)"
-    assert _lag(bootstrap, group, topic_name) == 0
+    assert lag(bootstrap, group, topic_name) == 0
 
 
 def test_garbage_goes_to_the_dead_letter_topic_intact(
@@ -178,7 +164,7 @@ def test_garbage_goes_to_the_dead_letter_topic_intact(
         assert int(headers["__connect.errors.offset"]) >= 0
         assert headers["__connect.errors.exception.message"]
         assert b"it-key" not in b"".join(v or b"" for v in headers.values())
-    assert _lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
+    assert lag(bootstrap, member.cmd[member.cmd.index("--group-id") + 1], topic_name) == 0
 
 
 def test_stopping_in_batch_mode_sends_lingering_batches_and_commits_them(
@@ -214,4 +200,4 @@ def test_stopping_in_batch_mode_sends_lingering_batches_and_commits_them(
     assert not emulator.deliveries(), "the linger should still be holding every batch"
     assert member.stop() == 0, member.log()
     assert_exactly_once(emulator.deliveries(), expected_identities(events, settings))
-    assert _lag(bootstrap, group, topic_name) == 0
+    assert lag(bootstrap, group, topic_name) == 0

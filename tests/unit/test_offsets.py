@@ -112,3 +112,20 @@ def test_random_ack_order_commits_exactly_the_done_prefix() -> None:
             prefix += 1
         position, _ = tracker.position(TP)
         assert position == (offsets[prefix] if prefix < len(offsets) else offsets[-1] + 1)
+
+
+def test_rewind_forgets_the_tail_to_be_read_again() -> None:
+    tracker = OffsetTracker()
+    gen = tracker.assign(TP)
+    for off in (0, 1, 2, 3):
+        tracker.track(TP, off)
+    tracker.done(TP, 3, gen)  # done early, then rewound with the rest
+    tracker.rewind(TP, 2)
+    assert tracker.in_flight(TP) == 2
+    for off in (2, 3):  # read again
+        tracker.track(TP, off)
+    for off in (0, 1, 2):
+        tracker.done(TP, off, gen)
+    assert tracker.position(TP) == (3, 0.0)  # 3's early ack was forgotten with it
+    tracker.done(TP, 3, gen)
+    assert tracker.position(TP) == (4, None)
