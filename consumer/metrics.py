@@ -154,27 +154,31 @@ class Metrics:
             registry=r,
         )
 
+        # The server-event budget (policy-spec.md, `budget`), per destination; set by the
+        # budget accounting. No series exists for a destination without a `budget`.
         self.budget_limit = Gauge(
             f"{p}_budget_limit_events",
-            "Server events a destination may send per budget cycle.",
+            "Server events the destination may send per cycle (its events_per_cycle).",
             ["destination"],
             registry=r,
         )
         self.budget_used = Gauge(
             f"{p}_budget_used_events",
-            "Server events granted this cycle, group-wide, as this member last knew it.",
+            "Server events the whole group sent in the current cycle, as this member last knew it.",
             ["destination"],
             registry=r,
         )
         self.budget_cycle_end = Gauge(
             f"{p}_budget_cycle_end_timestamp_seconds",
-            "Unix time when the destination's budget cycle ends.",
+            "Unix time when the destination's current budget cycle ends.",
             ["destination"],
             registry=r,
         )
+        # warn_at as a series, so the warning alert compares each destination's share with
+        # that destination's own threshold instead of a constant written into the rule.
         self.budget_warn_ratio = Gauge(
             f"{p}_budget_warn_ratio",
-            "The destination's warn_at share, for the alert rules.",
+            "The destination's warn_at: share of the budget past which it warns (0-1].",
             ["destination"],
             registry=r,
         )

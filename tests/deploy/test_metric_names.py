@@ -8,13 +8,21 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from deploytools import DEPLOY, yaml_load
+from deploytools import DEPLOY, REPO, yaml_load
 from prometheus_client.metrics import MetricWrapperBase
 
-from consumer.metrics import Metrics
+from consumer.metrics import PREFIX, Metrics
 
 DASHBOARD = DEPLOY / "grafana" / "fullstory-consumer.json"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+OPERATIONS = REPO / "docs" / "operations.md"
+BUDGET = {
+    "fullstory_consumer_budget_limit_events",
+    "fullstory_consumer_budget_used_events",
+    "fullstory_consumer_budget_cycle_end_timestamp_seconds",
+    "fullstory_consumer_budget_warn_ratio",
+}
+POLICY_SKIP_REASONS = {"budget_exhausted", "event_not_included", "event_excluded", "sampled_out"}
 
 METRIC = re.compile(r"\b(?:fullstory_consumer|process)_[a-z0-9_]+")
 # A selector: metric{label op "value", ...}
@@ -136,3 +144,40 @@ def test_the_alerts_cover_lag_dead_letters_errors_and_down() -> None:
     assert "5xx" in joined
     assert any(e.startswith("up{") for e in exprs)
     assert any(e.startswith("absent(up{") for e in exprs)
+
+
+def test_every_metric_is_in_the_operations_metrics_table() -> None:
+    """docs/operations.md names each metric (without the prefix) in its Metrics section."""
+    text = OPERATIONS.read_text()
+    section = text[text.index("## Metrics") : text.index("## Alerts")]
+    missing = []
+    for value in vars(Metrics()).values():
+        if isinstance(value, MetricWrapperBase):
+            name = value._name.removeprefix(f"{PREFIX}_")
+            if value._type == "counter":
+                name += "_total"
+            if f"`{name}`" not in section:
+                missing.append(name)
+    assert not missing, missing
+    assert all(f"`{reason}`" in section for reason in POLICY_SKIP_REASONS)
+
+
+def test_the_budget_is_on_the_dashboard_and_alerted() -> None:
+    exprs = list(dashboard_exprs())
+    used = {name for expr in exprs for name in METRIC.findall(expr)}
+    assert used >= BUDGET, BUDGET - used
+    skipped = [e for e in exprs if "records_skipped_total" in e and "budget_exhausted" in e]
+    assert skipped and all(reason in skipped[0] for reason in POLICY_SKIP_REASONS)
+    alerts = {r["alert"]: r["expr"] for g in yaml_load(ALERTS)["groups"] for r in g["rules"]}
+    budget = {a: e for a, e in alerts.items() if a.startswith("FullStoryBudget")}
+    assert set(budget) == {
+        "FullStoryBudgetWarning",
+        "FullStoryBudgetExhausted",
+        "FullStoryBudgetExhaustionPredicted",
+    }
+    assert "fullstory_consumer_budget_warn_ratio" in budget["FullStoryBudgetWarning"]
+    # Every member reports the group-wide count: aggregate with max, never sum.
+    for expr in budget.values():
+        assert "max by (destination)" in expr and "sum by (destination)" not in expr
+    # rate() on the used gauge would read a new cycle's drop to 0 as a counter reset.
+    assert "rate(fullstory_consumer_budget_used_events" not in "\n".join(budget.values())
