@@ -81,6 +81,11 @@ def _add_tools(sub: Any) -> None:
     p.add_argument("--burst", type=int, default=50)
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument(
+        "--event-quota",
+        type=int,
+        help="server events per API key before the excess is counted as over_quota (still stored)",
+    )
 
     p = sub.add_parser("dlq", help="dead-letter topic tools")
     dlq = p.add_subparsers(dest="dlq_command", required=True)
@@ -209,6 +214,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         burst=args.burst,
         error_rate=args.error_rate,
         latency_ms=args.latency_ms,
+        event_quota=args.event_quota,
     )
     serve(config, host=args.host, port=args.port)
     return 0
