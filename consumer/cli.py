@@ -1,6 +1,7 @@
-"""`fullstory-consumer`: run the consumer, and the tools around it (demo, produce, transform,
-emulator). Every error a user can fix (a `UserError`) is printed as one line starting with
-`error:` (exit 2 for bad usage or configuration, 1 for a failure at run time)."""
+"""`fullstory-consumer`: run the consumer, and the tools around it (budget estimate, demo, produce,
+transform, emulator, dlq replay). Every error a user can fix (a `UserError`) is printed as one
+line starting with `error:` (exit 2 for bad usage or configuration, 1 for a failure at run
+time)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def _flag_help(option: Option) -> str:
     return text.replace("`", "")
 
 
-def _add_run(sub: Any) -> None:
-    """The `run` flags, one per option that has a flag (consumer/options.py)."""
-    p = sub.add_parser("run", help="run a consumer-group member that sends events to FullStory")
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """The run command's config flags, one per option that has a flag (consumer/options.py): `run`
+    and every command that reads the same configuration take them."""
     for option in OPTIONS:
         if not option.flag:
             continue
@@ -54,6 +55,33 @@ def _add_run(sub: Any) -> None:
         if option.choices:
             kwargs["choices"] = option.choices
         p.add_argument(option.flag, **kwargs)
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a consumer-group member that sends events to FullStory")
+    _add_config_options(p)
+
+
+def _add_budget(sub: Any) -> None:
+    """`budget <command>`: each takes the run command's config options."""
+    p = sub.add_parser("budget", help="FullStory server-event budget tools")
+    budget = p.add_subparsers(dest="budget_command", required=True)
+    p = budget.add_parser(
+        "estimate",
+        help="what the destinations would have sent over a past window, and per budget cycle",
+        description="Reads the topics over a past window without joining the group or "
+        "committing, maps the events and applies `events` (not `budget`).",
+    )
+    _add_config_options(p)
+    p.add_argument(
+        "--since",
+        required=True,
+        metavar="DURATION|ISO",
+        help="window start: a duration back from now (7d, 24h, 90m) or an ISO-8601 instant "
+        "(UTC without a zone)",
+    )
+    p.add_argument("--until", metavar="ISO", help="window end (default: now)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _add_tools(sub: Any) -> None:
@@ -81,6 +109,11 @@ def _add_tools(sub: Any) -> None:
     p.add_argument("--burst", type=int, default=50)
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument(
+        "--event-quota",
+        type=int,
+        help="server events per API key before the excess is counted as over_quota (still stored)",
+    )
 
     p = sub.add_parser("dlq", help="dead-letter topic tools")
     dlq = p.add_subparsers(dest="dlq_command", required=True)
@@ -109,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_budget(sub)
     _add_tools(sub)
     return parser
 
@@ -132,16 +166,45 @@ async def _run_pipeline(config: Any) -> None:
             server.shutdown()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> Any:
+    """The checked Config from the config flags `_add_config_options` added (and the file and
+    environment they name)."""
     from consumer.config import load_config
+
+    flags = {o.name: getattr(args, o.name) for o in OPTIONS if o.flag}
+    flags["kafka"] = dict(args.kafka or [])
+    return load_config(flags)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from consumer.logs import setup_logging
 
-    flags = {k: v for k, v in vars(args).items() if k != "command"}
-    flags["kafka"] = dict(args.kafka or [])
-    config = load_config(flags)
+    config = _config(args)
     setup_logging(config.logs.format)
     asyncio.run(_run_pipeline(config))
     return 0
+
+
+def cmd_budget_estimate(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from consumer.app import _decoder
+    from consumer.estimate import estimate, parse_window, render
+
+    window = parse_window(args.since, args.until, datetime.now(UTC))
+    config = _config(args)
+    doc = estimate(config, window, _decoder(config))
+    print(orjson.dumps(doc).decode() if args.json else render(doc))
+    return 0
+
+
+BUDGET_COMMANDS = {"estimate": cmd_budget_estimate}
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    return BUDGET_COMMANDS[args.budget_command](args)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -209,6 +272,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         burst=args.burst,
         error_rate=args.error_rate,
         latency_ms=args.latency_ms,
+        event_quota=args.event_quota,
     )
     serve(config, host=args.host, port=args.port)
     return 0
@@ -255,6 +319,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "budget": cmd_budget,
     "produce": cmd_produce,
     "transform": cmd_transform,
     "emulator": cmd_emulator,

@@ -22,6 +22,7 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from consumer.errors import UserError
+from consumer.progress import progress_bar
 from consumer.source import KafkaSettingsError
 from consumer.transform import Request
 
@@ -73,13 +74,6 @@ class ReplaySummary:
 def _reason(headers: dict[str, bytes | None]) -> str:
     message = (headers.get(f"{_ERROR_PREFIX}exception.message") or b"").decode(errors="replace")
     return message.split(":", 1)[0] or "unknown"
-
-
-def _progress(out: IO[str], done: int, total: int) -> None:
-    width = 30
-    filled = width * done // total if total else width
-    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    out.flush()
 
 
 def replay_dlq(
@@ -135,24 +129,25 @@ def replay_dlq(
             if tp.offset >= ends[tp.partition]:
                 remaining.pop(tp.partition, None)
         deadline = time.monotonic() + 600
-        while remaining and time.monotonic() < deadline:
-            for msg in reader.consume(500, 1.0):
-                if msg.error() is not None:
-                    continue
-                part = msg.partition()
-                offset = msg.offset()
-                assert part is not None and offset is not None
-                if offset + 1 >= ends.get(part, 0):
-                    remaining.pop(part, None)
-                if part not in ends or offset >= ends[part]:
-                    continue
-                summary.read += 1
-                _replay_one(msg, producer, summary, reason, dry_run)
-                if summary.read % 100 == 0:
-                    _progress(out, summary.read, total)
-                    producer.poll(0)
-        _progress(out, summary.read, total)
-        out.write("\n")
+        with progress_bar(out) as bar:
+            task = bar.add_task(dlq_topic, total=total)
+            while remaining and time.monotonic() < deadline:
+                for msg in reader.consume(500, 1.0):
+                    if msg.error() is not None:
+                        continue
+                    part = msg.partition()
+                    offset = msg.offset()
+                    assert part is not None and offset is not None
+                    if offset + 1 >= ends.get(part, 0):
+                        remaining.pop(part, None)
+                    if part not in ends or offset >= ends[part]:
+                        continue
+                    summary.read += 1
+                    _replay_one(msg, producer, summary, reason, dry_run)
+                    if summary.read % 100 == 0:
+                        bar.update(task, completed=summary.read)
+                        producer.poll(0)
+            bar.update(task, completed=summary.read)
         if producer.flush(60) > 0:
             raise ReplayError("some replayed records were not acknowledged by Kafka; run again")
     except KafkaException as exc:

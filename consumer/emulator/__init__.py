@@ -22,7 +22,12 @@ Choices where FullStory's behaviour is unverified:
 - each item of a finished batch job is logged as its own `POST /v2/users|events` request, with
   `batch_job` (the job id) and `idempotency_key` `<batch key>#<index>` (None without a batch key);
   failed items are logged with status 400 (seen with `?all=1`). The batch POST itself is logged
-  under its own path. An idempotent replay of a batch POST creates and logs nothing new.
+  under its own path. An idempotent replay of a batch POST creates and logs nothing new;
+- server events are metered per API key as FullStory meters them: each stored `POST /v2/events`
+  and each imported event item counts 1 (replays, users and deletes do not). Beyond
+  `event_quota` (config, `--event-quota`, or `POST /emulator/faults`) an event is still answered
+  and stored as usual, and counted in `over_quota`; `/emulator/stats` has both per key under
+  `by_api_key`.
 """
 
 from consumer.emulator.server import create_app, serve

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--burst", type=int, default=defaults.burst)
     parser.add_argument("--error-rate", type=float, default=defaults.error_rate)
     parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms)
+    parser.add_argument(
+        "--event-quota", type=int, default=None, help="server events per key (excess counted)"
+    )
     args = parser.parse_args(argv)
     config = EmulatorConfig(
         api_keys=tuple(args.api_keys) if args.api_keys else defaults.api_keys,
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         burst=args.burst,
         error_rate=args.error_rate,
         latency_ms=args.latency_ms,
+        event_quota=args.event_quota,
     )
     serve(config, args.host, args.port)
 

@@ -81,7 +81,7 @@ def settle(state: EmulatorState) -> None:
         _finish(state, job)
 
 
-def create(state: EmulatorState, kind: str, document: Any, key: str | None) -> bytes:
+def create(state: EmulatorState, kind: str, document: Any, key: str | None, api_key: str) -> bytes:
     """Parse the batch as a whole and start a job; items are checked when it finishes."""
     items, shared = parse_batch(kind, document)
     settle(state)
@@ -97,6 +97,7 @@ def create(state: EmulatorState, kind: str, document: Any, key: str | None) -> b
         items=items,
         shared=shared,
         key=key,
+        api_key=api_key,
     )
     state.jobs[job.id] = job
     state.in_progress.append(job)
@@ -176,6 +177,8 @@ def _finish(state: EmulatorState, job: BatchJob) -> None:
             state.record("POST", path, "", orjson.dumps(item), key, False, 400, job.id)
             continue
         job.imports.append((result, body))
+        if job.kind == "events":
+            state.count_event(job.api_key)
         state.record("POST", path, "", orjson.dumps(body), key, False, 200, job.id)
     job.items = []
     job.status = "FAILED" if job.errors else "COMPLETED"

@@ -20,6 +20,7 @@ class BatchJob:
     items: list[dict[str, Any]]
     shared: dict[str, Any] | None
     key: str | None
+    api_key: str  # whose meter its imported events count on
     status: str = "PROCESSING"
     finished: str | None = None
     imports: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)

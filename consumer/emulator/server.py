@@ -56,8 +56,9 @@ Outcome = tuple[int, bytes, int | None, bool]
 class Endpoint:
     """One API route: how its document is handled and which faults apply to it."""
 
-    # Validates, then acts; raises Invalid (400) or Answer. Gets the document and Idempotency-Key.
-    apply: Callable[[EmulatorState, Any, str | None], bytes]
+    # Validates, then acts; raises Invalid (400) or Answer. Gets the document, the
+    # Idempotency-Key and the caller's API key.
+    apply: Callable[[EmulatorState, Any, str | None, str], bytes]
     has_body: bool  # the document is the JSON body, else the query and path parameters
     idempotent: bool  # honours Idempotency-Key
     faultable: bool  # subject to error_rate and reject_matching
@@ -73,16 +74,19 @@ class Answer(Exception):
         self.retry_after = retry_after
 
 
-def _post_user(state: EmulatorState, body: Any, _key: str | None) -> bytes:
+def _post_user(state: EmulatorState, body: Any, _key: str | None, _api_key: str) -> bytes:
     return orjson.dumps({"id": state.upsert_user(validate_user(body))})
 
 
-def _post_event(state: EmulatorState, body: Any, _key: str | None) -> bytes:
+def _post_event(state: EmulatorState, body: Any, _key: str | None, api_key: str) -> bytes:
     validate_event(body)
+    state.count_event(api_key)
     return EMPTY
 
 
-def _delete_user(state: EmulatorState, query: dict[str, str], _key: str | None) -> bytes:
+def _delete_user(
+    state: EmulatorState, query: dict[str, str], _key: str | None, _api_key: str
+) -> bytes:
     uid = query.get("uid")
     if not uid:
         raise Invalid("uid is required", "required_field")
@@ -90,7 +94,7 @@ def _delete_user(state: EmulatorState, query: dict[str, str], _key: str | None) 
     return EMPTY
 
 
-def _me(state: EmulatorState, _query: dict[str, str], _key: str | None) -> bytes:
+def _me(state: EmulatorState, _query: dict[str, str], _key: str | None, _api_key: str) -> bytes:
     config = state.config
     return orjson.dumps({"email": "emulator@example.com", "orgId": config.org_id, "role": "ADMIN"})
 
@@ -102,9 +106,9 @@ GET_ME = Endpoint(_me, has_body=False, idempotent=False, faultable=False)
 
 
 def _batch_create(kind: str) -> Endpoint:
-    def apply(state: EmulatorState, body: Any, key: str | None) -> bytes:
+    def apply(state: EmulatorState, body: Any, key: str | None, api_key: str) -> bytes:
         try:
-            return batch.create(state, kind, body, key)
+            return batch.create(state, kind, body, key, api_key)
         except batch.TooManyJobs as exc:
             raise Answer(429, error_body(429, str(exc)), exc.retry_after) from None
 
@@ -119,14 +123,18 @@ def _job(state: EmulatorState, kind: str, params: dict[str, str]) -> BatchJob:
 
 
 def _batch_status(kind: str) -> Endpoint:
-    def apply(state: EmulatorState, params: dict[str, str], _key: str | None) -> bytes:
+    def apply(
+        state: EmulatorState, params: dict[str, str], _key: str | None, _api_key: str
+    ) -> bytes:
         return orjson.dumps(_job(state, kind, params).as_json())
 
     return Endpoint(apply, has_body=False, idempotent=False, faultable=True)
 
 
 def _batch_results(kind: str, which: str) -> Endpoint:
-    def apply(state: EmulatorState, params: dict[str, str], _key: str | None) -> bytes:
+    def apply(
+        state: EmulatorState, params: dict[str, str], _key: str | None, _api_key: str
+    ) -> bytes:
         job = _job(state, kind, params)
         if job.status == "PROCESSING":
             raise Answer(202, EMPTY)
@@ -165,7 +173,7 @@ def _process(
             if stored[0] != digest:
                 return 400, CONFLICT, None, False
             return stored[1], stored[2], None, True
-    outcome = _evaluate(state, endpoint, path, request, raw, key)
+    outcome = _evaluate(state, endpoint, path, request, raw, key, api_key)
     if digest:
         state.remember(path, key or "", digest, outcome[0], outcome[1])
     return outcome
@@ -178,6 +186,7 @@ def _evaluate(
     request: web.Request,
     raw: bytes,
     key: str | None,
+    api_key: str,
 ) -> Outcome:
     document: Any
     if endpoint.has_body:
@@ -194,7 +203,7 @@ def _evaluate(
             retry_after = 1 if rule.status == 429 else None
             return rule.status, error_body(rule.status, message), retry_after, False
     try:
-        return 200, endpoint.apply(state, document, key), None, False
+        return 200, endpoint.apply(state, document, key, api_key), None, False
     except Invalid as exc:
         return 400, error_body(400, str(exc), exc.code), None, False
     except Answer as answer:

@@ -38,6 +38,7 @@ class EmulatorConfig:
     batch_processing_ms: float = 200.0  # how long a batch import job stays PROCESSING
     max_in_progress_jobs: int = 200  # per org; a batch create beyond it answers 429
     batch_page_size: int = 1000  # results per page of .../imports and .../errors
+    event_quota: int | None = None  # server events per key before the excess is counted
 
 
 class FaultError(ValueError):
@@ -100,6 +101,7 @@ class Faults:
     batch_processing_ms: float
     max_in_progress_jobs: int
     batch_page_size: int
+    event_quota: int | None
     outage_until: float = 0.0  # time.monotonic() deadline; 0 = no outage
     outage_mode: str = "503"
     reject_matching: list[RejectRule] = field(default_factory=list)
@@ -114,6 +116,7 @@ class Faults:
             config.batch_processing_ms,
             config.max_in_progress_jobs,
             config.batch_page_size,
+            config.event_quota,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -126,6 +129,7 @@ class Faults:
             "batch_processing_ms": self.batch_processing_ms,
             "max_in_progress_jobs": self.max_in_progress_jobs,
             "batch_page_size": self.batch_page_size,
+            "event_quota": self.event_quota,
             "outage_remaining_seconds": round(remaining, 3),
             "outage_mode": self.outage_mode,
             "reject_matching": [rule.as_json() for rule in self.reject_matching] or None,
@@ -164,7 +168,7 @@ def apply_faults(faults: Faults, body: Any) -> bool:
     if not isinstance(body, dict):
         raise FaultError("faults body must be a JSON object")
     known = {"error_rate", "latency_ms", "rate_limit", "burst", "outage_seconds", "outage_mode"}
-    known |= {"batch_processing_ms", "max_in_progress_jobs", "batch_page_size"}
+    known |= {"batch_processing_ms", "max_in_progress_jobs", "batch_page_size", "event_quota"}
     unknown = set(body) - known - {"reject_matching"}
     if unknown:
         raise FaultError(f"unknown fault fields: {sorted(unknown)}")
@@ -184,6 +188,13 @@ def apply_faults(faults: Faults, body: Any) -> bool:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FaultError(f"{name} must be a positive integer")
             new[name] = value
+    if "event_quota" in body:
+        quota = body["event_quota"]
+        if quota is not None and (
+            isinstance(quota, bool) or not isinstance(quota, int) or quota < 0
+        ):
+            raise FaultError("event_quota must be a whole number of events, 0 or more, or null")
+        new["event_quota"] = quota
     if "outage_mode" in body:
         if body["outage_mode"] not in OUTAGE_MODES:
             raise FaultError('outage_mode must be "503" or "refuse"')
@@ -241,6 +252,8 @@ class EmulatorState:
         self.by_path: dict[str, int] = {}
         self.delivered: dict[str, int] = {}
         self.replays = 0
+        self.server_events: dict[str, int] = {}  # API key -> events stored (the metered ones)
+        self.over_quota: dict[str, int] = {}  # API key -> of those, beyond `event_quota`
 
     # -- request log -------------------------------------------------------------------------
 
@@ -266,6 +279,14 @@ class EmulatorState:
         elif 200 <= status < 300:
             self.delivered[path] = self.delivered.get(path, 0) + 1
 
+    def count_event(self, api_key: str) -> None:
+        """One stored server event for `api_key` (FullStory's meter): a `POST /v2/events` or an
+        imported event item, never an idempotent replay, a user or a delete."""
+        count = self.server_events[api_key] = self.server_events.get(api_key, 0) + 1
+        quota = self.faults.event_quota
+        if quota is not None and count > quota:
+            self.over_quota[api_key] = self.over_quota.get(api_key, 0) + 1
+
     def stats(self) -> dict[str, Any]:
         return {
             "total": len(self.log),
@@ -277,6 +298,11 @@ class EmulatorState:
             "idempotency_keys": len(self.idempotency),
             "batch_jobs": _job_counts(self.jobs.values()),
             "process_cpu_seconds": time.process_time(),
+            "event_quota": self.faults.event_quota,
+            "by_api_key": {
+                key: {"server_events": n, "over_quota": self.over_quota.get(key, 0)}
+                for key, n in sorted(self.server_events.items())
+            },
         }
 
     # -- limits and faults -------------------------------------------------------------------

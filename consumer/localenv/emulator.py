@@ -90,6 +90,20 @@ class EmulatorProcess:
         """Accepted writes that were not idempotent replays: what FullStory really stored."""
         return [r for r in self.requests() if not r.get("replay") and r["method"] != "GET"]
 
+    def stats(self) -> dict[str, Any]:
+        """`GET /emulator/stats`: counters, and per API key `server_events` / `over_quota`."""
+        response = httpx.get(f"{self.url}/emulator/stats", timeout=30.0)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        return data
+
+    def server_events(self, api_key: str | None = None) -> dict[str, int]:
+        """`{"server_events", "over_quota"}` of one key (the first accepted key by default):
+        what FullStory would meter."""
+        key = api_key or self.api_keys[0]
+        counts: dict[str, int] = self.stats()["by_api_key"].get(key, {})
+        return {"server_events": 0, "over_quota": 0, **counts}
+
     def faults(self, **faults: Any) -> None:
         httpx.post(f"{self.url}/emulator/faults", json=faults, timeout=10.0).raise_for_status()
 

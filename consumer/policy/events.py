@@ -10,6 +10,8 @@ API (`rules = EventsRules(include, exclude, sample)`, e.g. `settings.events.rule
   `decide`). The name's answer is remembered, so a repeated excluded name costs one dict lookup;
   the mapping calls it before building the request body, so an excluded event skips that work.
 - `rules.decide(name, key)` → None (send) or the skip reason, for any name.
+- `rules.rate(name)` → the sampling rate the name's first matching pattern gives (1 without one),
+  for reports (`budget estimate`).
 - `sample_key(uid, anonymous_id, message_id)` → the key the spec samples on.
 
 Choices the spec leaves open: keys are encoded UTF-8 with `surrogatepass` (the same bytes as
@@ -99,6 +101,11 @@ class EventsRules:
         if threshold >= _SCALE:  # every 64-bit position is below it
             return None
         return SAMPLED_OUT if threshold <= 0 else SAMPLE
+
+    def rate(self, name: str) -> float:
+        """The share of keys whose `name` events sampling keeps (1 when no pattern matches); for
+        a name that `include` / `exclude` skip, ask `decide_name` first."""
+        return min(self._verdict(name)[2] / _SCALE, 1.0)
 
     def decide(self, name: str, key: str) -> str | None:
         """None to send the event named `name` for sampling key `key`, else the skip reason."""

@@ -287,6 +287,13 @@ def _leaf_paths(properties: dict[str, Any], prefix: str, out: list[str]) -> None
             out.append(path)
 
 
+def leaf_paths(properties: dict[str, Any]) -> list[str]:
+    """The dotted leaf paths of mapped properties: the names FullStory counts, in order."""
+    out: list[str] = []
+    _leaf_paths(properties, "", out)
+    return out
+
+
 def _without(properties: dict[str, Any], prefix: str, dropped: set[str]) -> dict[str, Any]:
     """`properties` less the `dropped` leaf paths, in their order; emptied objects go too."""
     out: dict[str, Any] = {}
@@ -314,9 +321,7 @@ def cap_user_properties(
     """
     if len(properties) <= MAX_USER_PROPERTIES and _leaf_count(properties) <= MAX_USER_PROPERTIES:
         return properties, ()
-    paths: list[str] = []
-    _leaf_paths(properties, "", paths)
-    paths = sorted(path for path in paths if path not in keep)
+    paths = sorted(path for path in leaf_paths(properties) if path not in keep)
     dropped = paths[MAX_USER_PROPERTIES - len(keep.intersection(properties)) :]
     for path in dropped:
         schema.pop(path, None)

@@ -11,6 +11,8 @@ import sys
 import httpx
 import pytest
 
+from consumer.localenv.emulator import EmulatorProcess
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,3 +55,15 @@ def test_serve_in_a_subprocess_over_real_sockets_and_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.integration
+def test_the_event_quota_flag_and_the_process_helpers_read_the_meter() -> None:
+    with EmulatorProcess(api_keys=("k1", "k2"), args=("--event-quota", "2")) as emulator:
+        with httpx.Client(base_url=emulator.url, headers={"Authorization": "Basic k1"}) as client:
+            for i in range(3):
+                assert client.post("/v2/events", json={"name": f"E{i}"}).status_code == 200
+        assert emulator.server_events() == {"server_events": 3, "over_quota": 1}
+        assert emulator.server_events("k2") == {"server_events": 0, "over_quota": 0}
+        emulator.faults(event_quota=None)
+        assert emulator.stats()["event_quota"] is None

@@ -14,6 +14,8 @@ import pytest
 
 SUBCOMMANDS = (
     ["run"],
+    ["budget"],
+    ["budget", "estimate"],
     ["produce"],
     ["transform"],
     ["emulator"],
@@ -50,7 +52,7 @@ def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
 def test_top_level_help(tmp_path: Path) -> None:
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for name in ("run", "produce", "transform", "emulator", "dlq", "demo"):
+    for name in ("run", "budget", "produce", "transform", "emulator", "dlq", "demo"):
         assert name.encode() in proc.stdout
 
 
@@ -134,6 +136,7 @@ SECRET = "s3cret-never-shown"
 RUN = ("run", "--bootstrap-servers", "127.0.0.1:1", "--group-id", "g", "--topic", "t")
 PRODUCE = ("produce", "--bootstrap-servers", "127.0.0.1:1", "--topic", "t")
 REPLAY = ("dlq", "replay", "--bootstrap-servers", "127.0.0.1:1", "--topic", "t.dlq")
+ESTIMATE = ("budget", "estimate", *RUN[1:])
 REGISTRY = ("--framing", "confluent", "--schema-registry-url", "https://127.0.0.1:1")
 
 
@@ -196,6 +199,14 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[tuple[str, ...], str]]:
             (*REPLAY, "-X", "no.such.setting=1"),
             "no.such.setting",
         ),
+        "estimate since unparseable": ((*ESTIMATE, "--since", "last week"), "--since"),
+        "estimate since in the future": ((*ESTIMATE, "--since", "2999-01-01T00:00:00Z"), "future"),
+        "estimate since after until": (
+            (*ESTIMATE, "--since", "2024-02-01", "--until", "2024-01-01"),
+            "before --until",
+        ),
+        "estimate until unparseable": ((*ESTIMATE, "--since", "1d", "--until", "soon"), "--until"),
+        "estimate config missing": ((*ESTIMATE, "--since", "1d", "--config", missing), "--config"),
         "demo events missing": (("demo", "--events", missing), "--events"),
         "demo settings missing": (("demo", "--settings", missing), "--settings"),
     }

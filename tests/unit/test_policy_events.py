@@ -234,3 +234,11 @@ def test_transform_command_shows_the_skip_reasons() -> None:
         "messageId": "m1",
         "skipped": "event_not_included",
     }
+
+
+def test_rate_is_the_first_matching_sample_patterns() -> None:
+    rules = EventsRules(sample=[("Viewed * Page", 0.1), ("Viewed *", 0.5), ("Zero", 0)])
+    assert rules.rate("Viewed Pricing Page") == 0.1
+    assert rules.rate("Viewed Home Screen") == 0.5
+    assert rules.rate("Zero") == 0.0
+    assert rules.rate("Order Completed") == 1.0  # no pattern: every key kept
