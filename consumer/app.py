@@ -45,7 +45,8 @@ SourceFactory = Callable[[Listeners], Source]
 SinkFactory = Callable[[Done, Fatal, Persist], Sink]
 
 
-def _decoder(config: Config) -> Decoder:
+def decoder_for(config: Config) -> Decoder:
+    """The decoder the configured framing and schema source call for."""
     if config.registry.framing == "raw":
         return Decoder("raw")
     registry = config.registry_settings()
@@ -73,6 +74,16 @@ def _producer_settings(kafka: dict[str, str]) -> dict[str, str]:
         "group.instance.id",
     )
     return {k: v for k, v in kafka.items() if not k.startswith(consumer_only)}
+
+
+def connection_settings(config: Config) -> dict[str, str]:
+    """How a producer, or a reader outside the group, reaches the cluster."""
+    kafka = config.kafka
+    return {"bootstrap.servers": kafka.bootstrap_servers, **_producer_settings(kafka.librdkafka)}
+
+
+def budget_topic(config: Config) -> str:
+    return config.budget.topic or f"{config.kafka.group_id}.budget"
 
 
 @dataclass
@@ -108,7 +119,7 @@ class Pipeline:
         self._make_source = source or self._kafka_source
         self._make_sink = sink or self._default_sink
         self._dlq = dead_letters or DeadLetterQueue(
-            self._connection(),
+            connection_settings(config),
             self.metrics,
             connector=config.kafka.group_id,
             task_id=f"{socket.gethostname()}-{id(self):x}",
@@ -117,7 +128,7 @@ class Pipeline:
         )
         self._clients: dict[str, FullStoryClient] = dict(clients or {})
         self._owns_clients = clients is None  # else the caller made, checks and closes them
-        self._decoder = decoder or _decoder(config)
+        self._decoder = decoder or decoder_for(config)
         self._commit_interval = commit_interval
         self._budgets = {
             d.name: d.settings.budget for d in config.destinations if d.settings.budget is not None
@@ -125,21 +136,13 @@ class Pipeline:
         self._budget_log = budget_log
         if self._budgets and budget_log is None:
             self._budget_log = BudgetLog(
-                self._connection(),
-                config.budget.topic or f"{config.kafka.group_id}.budget",
+                connection_settings(config),
+                budget_topic(config),
             )
         self._sink: Sink | None = None
         self._core: _Core | None = None
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
-
-    def _connection(self) -> dict[str, str]:
-        """How a producer (or a reader outside the group) reaches the cluster."""
-        kafka = self.config.kafka
-        return {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            **_producer_settings(kafka.librdkafka),
-        }
 
     def stop(self) -> None:
         """Ask for a graceful stop: drain, commit, leave the group."""

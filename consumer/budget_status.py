@@ -5,7 +5,7 @@ budget runs out at the last hour's rate."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from consumer.config import Config

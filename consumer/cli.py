@@ -82,6 +82,14 @@ def _add_budget(sub: Any) -> None:
     )
     p.add_argument("--until", metavar="ISO", help="window end (default: now)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p = budget.add_parser(
+        "status",
+        help="each destination's budget as the group's accounting has it",
+        description="Reads the group's budget topic without joining the group: used / limit, "
+        "the cycle, and when the budget runs out at the last hour's rate.",
+    )
+    _add_config_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON array")
 
 
 def _add_tools(sub: Any) -> None:
@@ -190,17 +198,38 @@ def cmd_budget_estimate(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from consumer.app import _decoder
+    from consumer.app import decoder_for
     from consumer.estimate import estimate, parse_window, render
 
     window = parse_window(args.since, args.until, datetime.now(UTC))
     config = _config(args)
-    doc = estimate(config, window, _decoder(config))
+    doc = estimate(config, window, decoder_for(config))
     print(orjson.dumps(doc).decode() if args.json else render(doc))
     return 0
 
 
-BUDGET_COMMANDS = {"estimate": cmd_budget_estimate}
+def cmd_budget_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from consumer.app import budget_topic, connection_settings
+    from consumer.budget_log import read_book
+    from consumer.budget_status import statuses
+
+    config = _config(args)
+    book = read_book(connection_settings(config), budget_topic(config))
+    found = statuses(config, book, datetime.now(UTC))
+    if not found:
+        raise UserError("no destination has a budget; add a `budget` object to its settings")
+    if args.json:
+        print(orjson.dumps([s.as_json() for s in found]).decode())
+    else:
+        print("\n".join(s.line() for s in found))
+    return 0
+
+
+BUDGET_COMMANDS = {"estimate": cmd_budget_estimate, "status": cmd_budget_status}
 
 
 def cmd_budget(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ with `when_exhausted = "pause"` the partitions wait for the next cycle and lose 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from harness import lag, many_events, wait_for, write_jsonl
+from harness import API_KEY, lag, many_events, wait_for, write_jsonl
 
 from consumer.budget_log import read_book
 from consumer.localenv import LocalBroker
@@ -81,9 +84,25 @@ def test_the_budget_holds_group_wide_through_a_kill_a_restart_and_a_join(
     assert len(keys) == len(events)  # none stored twice
     assert 0.98 * BUDGET <= len(events) <= BUDGET + max(0.005 * BUDGET, 50), len(events)
     assert len(_stored(emulator, "/v2/users")) == users  # users are never held back
+    assert emulator.server_events() == len(events)  # the emulator's own meter agrees
     book = read_book({"bootstrap.servers": bootstrap}, f"{group}.budget")
     (count,) = book.cycles.values()
     assert count.granted == len(events) and count.exhausted
+    status = subprocess.run(
+        [
+            *(sys.executable, "-m", "consumer.cli", "budget", "status", "--json"),
+            *("--bootstrap-servers", bootstrap, "--topic", topic_name, "--group-id", group),
+            *("--settings", str(settings)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FULLSTORY_API_KEY": API_KEY},
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    (report,) = orjson.loads(status.stdout)
+    assert (report["used"], report["limit"], report["exhausted"]) == (len(events), BUDGET, True)
 
 
 def test_pause_waits_for_the_next_cycle_and_loses_nothing(
