@@ -158,15 +158,18 @@ class BudgetLog:
             claim = Claim.decode(value) if value else None
             if claim is None:
                 continue
-            verdicts = self.book.apply(claim, message.timestamp()[1])
-            if claim.member == self.member:
-                waiting = self._waiting.pop(claim.seq, None)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(verdicts)
-            for listener in self._listeners:
-                listener(claim)
+            self._applied(claim, self.book.apply(claim, message.timestamp()[1]))
         if eof and not caught_up.done():
             caught_up.set_result(None)
+
+    def _applied(self, claim: Claim, verdicts: tuple[bool, ...]) -> None:
+        """A claim is in the book: answer its writer if that is us, and tell the listeners."""
+        if claim.member == self.member:
+            waiting = self._waiting.pop(claim.seq, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(verdicts)
+        for listener in self._listeners:
+            listener(claim)
 
     async def claim(
         self,
@@ -178,7 +181,7 @@ class BudgetLog:
         records: tuple[tuple[int, int], ...],
     ) -> tuple[bool, ...]:
         """Append a claim and wait until the log says which of its records may send."""
-        assert self._loop is not None and self._producer is not None
+        assert self._loop is not None, "start() first"
         self._seq += 1
         claim = Claim(destination, cycle, limit, topic, partition, records, self.member, self._seq)
         future: asyncio.Future[tuple[bool, ...]] = self._loop.create_future()

@@ -228,6 +228,22 @@ def assert_new_job(job: Any) -> None:
     when(job["created"])
 
 
+def completed_job(steps: dict[str, Any], count: int) -> dict[str, Any]:
+    """The `done` of an SDK batch job of `count` items that completed: created
+    once, seen PROCESSING with nothing imported, then COMPLETED with every item."""
+    trace = steps["job"]
+    assert len(trace["created"]) == 1
+    job: dict[str, Any] = trace["created"][0]["metadata"]
+    assert_new_job(job)
+    for seen in trace["processing"]:
+        assert seen == {"id": job["id"], "status": "PROCESSING", "imports": 0, "failed": 0}
+    done = finished(trace)
+    assert done["status"] == "COMPLETED" and trace["errors"] == []
+    assert (len(done["imported"]), done["failed"]) == (count, [])
+    assert_job_status(ok(steps["status"]), job["id"], "COMPLETED", imports=count, errors=0)
+    return done
+
+
 def assert_job_status(body: Any, job_id: str, status: str, imports: int, errors: int) -> None:
     """GET .../batch/{id}: {imports, errors, job} of a finished job."""
     assert isinstance(body, dict) and set(body) <= {"imports", "errors", "job"}, body
@@ -346,16 +362,7 @@ def test_create_event_answers_an_empty_object(scenarios: Scenarios) -> None:
 def test_users_batch_job_lifecycle(scenarios: Scenarios) -> None:
     result = scenarios["users_batch"]
     steps = result["steps"]
-    trace = steps["job"]
-    assert len(trace["created"]) == 1
-    job = trace["created"][0]["metadata"]
-    assert_new_job(job)
-    for seen in trace["processing"]:
-        assert seen == {"id": job["id"], "status": "PROCESSING", "imports": 0, "failed": 0}
-    done = finished(trace)
-    assert done["status"] == "COMPLETED" and trace["errors"] == []
-    assert (len(done["imported"]), done["failed"]) == (3, [])
-    assert_job_status(ok(steps["status"]), job["id"], "COMPLETED", imports=3, errors=0)
+    done = completed_job(steps, 3)
     imports = ok(steps["imports"])
     assert imports["total_records"] == "3" and not imports.get("next_page_token")
     assert imports["results"] == done["imported"]
@@ -477,16 +484,7 @@ def test_users_batch_error_items_have_message_code_user_and_no_index(
 def test_events_batch_job_lifecycle(scenarios: Scenarios) -> None:
     result = scenarios["events_batch"]
     steps, sent = result["steps"], result["sent"]
-    trace = steps["job"]
-    assert len(trace["created"]) == 1
-    job = trace["created"][0]["metadata"]
-    assert_new_job(job)
-    for seen in trace["processing"]:
-        assert seen == {"id": job["id"], "status": "PROCESSING", "imports": 0, "failed": 0}
-    done = finished(trace)
-    assert done["status"] == "COMPLETED" and trace["errors"] == []
-    assert (len(done["imported"]), done["failed"]) == (4, [])
-    assert_job_status(ok(steps["status"]), job["id"], "COMPLETED", imports=4, errors=0)
+    done = completed_job(steps, 4)
     imports = ok(steps["imports"])
     assert imports["total_records"] == "4" and imports["results"] == done["imported"]
     creates = log_entries(result, "POST", "/v2/events/batch")

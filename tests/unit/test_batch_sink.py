@@ -474,6 +474,23 @@ def failed_job(errors_page: Callable[[web.Request], web.Response], counted: int)
     return routes, asked
 
 
+def two_users_through(routes: Any) -> dict[int, Rejected | None]:
+    """Users a and b in one import job against `routes`: what the sink reported for each."""
+    done: dict[int, Rejected | None] = {}
+
+    async def scenario(env: Env) -> None:
+        sink = env.sink(max_items=10, linger=0.01)
+        sink.start()
+        sink.submit(env.job(0, user("a")))
+        sink.submit(env.job(1, user("b")))
+        await env.wait_done(2)
+        done.update(env.done)
+        await sink.close()
+
+    run_fake(routes, scenario)
+    return done
+
+
 def test_a_repeated_page_token_ends_the_error_paging() -> None:
     def page(request: web.Request) -> web.Response:
         error = {"message": "m", "code": "c", "user": {"uid": "b", "schema": None}}
@@ -482,17 +499,7 @@ def test_a_repeated_page_token_ends_the_error_paging() -> None:
         )
 
     routes, asked = failed_job(page, 1)
-
-    async def scenario(env: Env) -> None:
-        sink = env.sink(max_items=10, linger=0.01)
-        sink.start()
-        sink.submit(env.job(0, user("a")))
-        sink.submit(env.job(1, user("b")))
-        await env.wait_done(2)
-        assert env.done == {0: None, 1: Rejected(400, "c", "m")}
-        await sink.close()
-
-    run_fake(routes, scenario)
+    assert two_users_through(routes) == {0: None, 1: Rejected(400, "c", "m")}
     assert [p for p in asked if "/errors" in p] == [
         "/v2/users/batch/j1/errors",
         "/v2/users/batch/j1/errors?page_token=again",
@@ -507,16 +514,5 @@ def test_errors_that_cannot_be_read_or_are_missing_count_nothing_as_imported(ans
         return web.json_response({"results": [], "total_records": "0"})
 
     routes, _ = failed_job(page, 1)
-
-    async def scenario(env: Env) -> None:
-        sink = env.sink(max_items=10, linger=0.01)
-        sink.start()
-        sink.submit(env.job(0, user("a")))
-        sink.submit(env.job(1, user("b")))
-        await env.wait_done(2)
-        for offset in (0, 1):
-            rejected = env.done[offset]
-            assert isinstance(rejected, Rejected) and rejected.code == UNMATCHED
-        await sink.close()
-
-    run_fake(routes, scenario)
+    for rejected in two_users_through(routes).values():
+        assert isinstance(rejected, Rejected) and rejected.code == UNMATCHED
