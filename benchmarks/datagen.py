@@ -7,7 +7,7 @@ Shapes follow what analytics.js / analytics-ios send (context.library, page, use
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,11 @@ MIX: tuple[tuple[str, float], ...] = (
 )
 # Destination settings the benchmark consumers use: pages, screens and groups all send.
 SETTINGS: dict[str, Any] = {"trackAllPages": True, "track_groups": True}
+# The filtered stream (`filtered_events`): 99% track events of this name, which
+# FILTERED_SETTINGS' `events.exclude` removes; the other 1% is the usual mix, sent as before.
+NOISE = "Noise Event"
+KEPT_EVERY = 100
+FILTERED_SETTINGS: dict[str, Any] = {**SETTINGS, "events": {"exclude": [NOISE]}}
 
 _EVENTS = (
     "Order Completed",
@@ -140,9 +145,10 @@ def _mobile_context(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def make_event(rng: random.Random, n: int) -> dict[str, Any]:
-    """Event number `n` of the stream (same rng state, same event)."""
-    call = rng.choices([c for c, _ in MIX], [w for _, w in MIX])[0]
+def make_event(rng: random.Random, n: int, track: str | None = None) -> dict[str, Any]:
+    """Event number `n` of the stream (same rng state, same event); with `track`, a track
+    event of that name instead of a call drawn from MIX."""
+    call = "track" if track else rng.choices([c for c, _ in MIX], [w for _, w in MIX])[0]
     user = rng.randint(0, 20_000)
     anonymous = f"anon-{user:05d}-{(user * 2654435761) % 2**32:08x}"
     moment = _BASE + timedelta(milliseconds=n * 37)
@@ -162,7 +168,7 @@ def make_event(rng: random.Random, n: int) -> dict[str, Any]:
     mobile = call == "screen"
     event["context"] = _mobile_context(rng) if mobile else _web_context(rng, page)
     if call == "track":
-        event["event"] = rng.choice(_EVENTS)
+        event["event"] = track or rng.choice(_EVENTS)
         event["properties"] = _properties(rng, 3, 12)
     elif call in ("page", "screen"):
         event["name"] = page
@@ -200,8 +206,23 @@ def events(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
         yield make_event(rng, n)
 
 
-def encoded(count: int, seed: int = 7) -> Iterator[tuple[bytes | None, bytes]]:
-    """(Kafka key, raw-framed Avro value) pairs, keyed by user as the producer tool does."""
+def filtered_events(count: int, seed: int = 7) -> Iterator[dict[str, Any]]:
+    """`count` events of which every KEPT_EVERY-th (the first included) comes from the usual mix
+    and the rest are track events named NOISE, of the usual shape and size; the same for the
+    same seed."""
+    rng = random.Random(seed)
+    for n in range(count):
+        yield make_event(rng, n, None if n % KEPT_EVERY == 0 else NOISE)
+
+
+Stream = Callable[[int, int], Iterator[dict[str, Any]]]
+
+
+def encoded(
+    count: int, seed: int = 7, stream: Stream = events
+) -> Iterator[tuple[bytes | None, bytes]]:
+    """(Kafka key, raw-framed Avro value) pairs of `stream` (`events` or `filtered_events`),
+    keyed by user as the producer tool does."""
     encoder = Encoder("raw")
-    for event in events(count, seed):
+    for event in stream(count, seed):
         yield event_key(event), encoder.encode(event)

@@ -1,7 +1,7 @@
 """One command for the throughput benchmark (issue 7): ceilings, service, Quix peer, emulator.
 
     python benchmarks/run.py [--events 200000] [--repeat 1] [--quick] [--memory] [--scaling]
-                             [--profile] [--only a,b,realtime,batch,quix,emulator]
+                             [--profile] [--only a,b,realtime,batch,quix,emulator,filtered]
 
 Starts a local Kafka broker (temp dir) and the FullStory emulator (no latency), produces a
 6-partition topic of deterministic Segment events before any timing, then runs every contender as
@@ -11,7 +11,13 @@ goes to benchmarks/results/. See benchmarks/README.md for what each figure means
 Window: from the contender's first record to the moment the harness sees its group's committed
 offsets at the end of every partition (the ceilings time themselves, first to last record). The
 service exposes nothing new for this: its first record is taken as the first request the emulator
-receives (polled every 20 ms). CPU is the process's user+sys (all threads) within that window.
+receives (polled every 20 ms; its start-up GET /me does not count). CPU is the process's user+sys
+(all threads) within that window.
+
+`filtered` runs on a topic of its own (datagen's `filtered_events`: 99% track "Noise Event", which
+its settings' `events.exclude` removes, and 1% the usual mix): ceiling B over that topic, then the
+realtime service, back to back in each repeat; the table gives the service's CPU per event over
+ceiling B's on the same stream (the target is at most FILTERED_TARGET).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from datagen import SETTINGS, encoded
+from datagen import FILTERED_SETTINGS, SETTINGS, Stream, encoded, events, filtered_events
 from emulator_capacity import KEY, hammer
 from measure import (
     CommitWatcher,
@@ -57,8 +64,11 @@ RESULTS = HERE / "results"
 PARTITIONS = 6
 CORES = os.cpu_count() or 1
 ASSIGNED = "fullstory_consumer_assigned_partitions"
-ALL = ("a", "b", "realtime", "batch", "quix", "emulator")
+ALL = ("a", "b", "realtime", "batch", "quix", "emulator", "filtered")
 QUICK = ("a", "b", "realtime")
+# `filtered` is two rows: ceiling B over the filtered stream, then the service over it.
+FILTERED_PAIR = ("b-filtered", "filtered")
+FILTERED_TARGET = 1.5  # the service's CPU per event at most this many times ceiling B's
 LABELS = {
     "a": "ceiling A: consume",
     "b": "ceiling B: consume + decode",
@@ -66,7 +76,10 @@ LABELS = {
     "batch": "service, batch",
     "quix": "Quix Streams peer",
     "emulator": "emulator (req per its CPU-s)",
+    "b-filtered": "ceiling B, filtered stream",
+    "filtered": "service, 99% excluded",
 }
+ROWS = (*ALL[:-1], *FILTERED_PAIR)
 
 
 @dataclass
@@ -108,7 +121,10 @@ class Env:
         self.emulator = EmulatorProcess(api_keys=(KEY,), args=emulator_args)
         self.settings = workdir / "settings.json"
         self.settings.write_text(json.dumps(SETTINGS))
+        self.filtered_settings = workdir / "settings-filtered.json"
+        self.filtered_settings.write_text(json.dumps(FILTERED_SETTINGS))
         self.groups = 0
+        self._topics: dict[str, tuple[str, dict[tuple[str, int], int]]] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -119,15 +135,22 @@ class Env:
         self.groups += 1
         return f"bench-{name}-{self.groups}-{os.getpid()}"
 
-    def load(self, topic: str, events: int) -> dict[tuple[str, int], int]:
+    def load(self, topic: str, count: int, stream: Stream = events) -> dict[tuple[str, int], int]:
         """Create the topic and produce the events (untimed); return its end offsets."""
         create_topic(self.bootstrap, topic, PARTITIONS)
         started = time.monotonic()
-        produce_raw(self.bootstrap, topic, encoded(events), flush_timeout=300.0)
+        produce_raw(self.bootstrap, topic, encoded(count, stream=stream), flush_timeout=300.0)
         ends = end_offsets(self.bootstrap, topic)
         took = time.monotonic() - started
         print(f"produced {sum(ends.values()):,} events to {topic} in {took:.0f} s", flush=True)
         return ends
+
+    def topic(self, count: int, stream: Stream = events) -> tuple[str, dict[tuple[str, int], int]]:
+        """The topic of `count` events of `stream`, loaded on first use: (name, end offsets)."""
+        name = "bench-events" if stream is events else "bench-filtered"
+        if name not in self._topics:
+            self._topics[name] = (name, self.load(name, count, stream))
+        return self._topics[name]
 
     def emulator_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = httpx.get(f"{self.emulator.url}/emulator/stats", timeout=10).json()
@@ -164,9 +187,15 @@ def delivery_modes() -> tuple[str, ...]:
 
 
 def service_command(
-    env: Env, topic: str, group: str, mode: str, profile: Path | None = None
+    env: Env,
+    topic: str,
+    group: str,
+    mode: str,
+    profile: Path | None = None,
+    settings: Path | None = None,
 ) -> list[str]:
-    """`fullstory-consumer run` against the emulator (optionally under cProfile)."""
+    """`fullstory-consumer run` against the emulator (optionally under cProfile), with the
+    benchmark's settings file unless given another."""
     head = [sys.executable, "-m"]
     if profile is not None:
         head += ["cProfile", "-o", str(profile), "-m"]
@@ -185,7 +214,7 @@ def service_command(
         "--api-key",
         KEY,
         "--settings",
-        str(env.settings),
+        str(settings or env.settings),
         "--log-format",
         "json",
     ]
@@ -249,7 +278,7 @@ def watch(
             break
         if first is None:
             stats = env.emulator_stats()
-            if stats["total"] > 0:
+            if stats["total"] > stats["by_path"].get("/me", 0):  # start-up's GET /me: no record
                 cpu = sum(cpu_seconds(p.pid) for p in procs)
                 first = (time.time(), cpu, float(stats["process_cpu_seconds"]))
                 threads_first = thread_cpu(procs[0].pid)
@@ -290,8 +319,10 @@ def watch(
     return Window(start[0], start[1], start[2], now, cpu, start[2], committed, False)
 
 
-def run_ceiling(env: Env, topic: str, total: int, decode: bool, timeout: float) -> Run:
-    name = "b" if decode else "a"
+def run_ceiling(
+    env: Env, topic: str, total: int, decode: bool, timeout: float, name: str | None = None
+) -> Run:
+    name = name or ("b" if decode else "a")
     cmd = [
         sys.executable,
         str(HERE / "ceiling.py"),
@@ -403,10 +434,17 @@ def run_consumers(
 
 
 def run_service(
-    env: Env, topic: str, ends: dict[tuple[str, int], int], mode: str, timeout: float
+    env: Env,
+    topic: str,
+    ends: dict[tuple[str, int], int],
+    mode: str,
+    timeout: float,
+    name: str | None = None,
+    settings: Path | None = None,
 ) -> Run:
-    cmd = service_command(env, topic, env.group(mode), mode)
-    return run_consumers(env, mode, [cmd], ends, timeout)
+    name = name or mode
+    cmd = service_command(env, topic, env.group(name), mode, settings=settings)
+    return run_consumers(env, name, [cmd], ends, timeout)
 
 
 def run_quix(env: Env, topic: str, ends: dict[tuple[str, int], int], timeout: float) -> Run:
@@ -469,20 +507,34 @@ def median_run(runs: list[Run]) -> Run:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def table(best: dict[str, Run], events: int) -> str:
-    """The side-by-side table: ratios against ceiling B (events/s) and Quix (CPU per event)."""
-    ceiling_b = best.get("b")
+def filtered_ratio(filtered: Run | None, ceiling: Run | None) -> float | None:
+    """The filtered service's CPU per event over ceiling B's on the same stream."""
+    if filtered is None or ceiling is None or not ceiling.cpu_per_100k:
+        return None
+    return filtered.cpu_per_100k / ceiling.cpu_per_100k
+
+
+def table(best: dict[str, Run], events: int, ratio: float | None = None) -> str:
+    """The side-by-side table: ratios against ceiling B on the same stream (events/s and CPU
+    per event) and Quix (CPU per event); then the filtered stream's `ratio` against its target."""
     quix = best.get("quix")
     head = (
         f"{'contender':<30} {'events/s':>9} {'CPU s/100k':>10} {'peak RSS MB':>11} "
-        f"{'x ceil B':>8} {'CPU x Quix':>10} {'emu CPU':>7} {'machine':>7} {'load1':>5}  ok"
+        f"{'x ceil B':>8} {'CPU x B':>7} {'CPU x Quix':>10} {'emu CPU':>7} {'machine':>7} "
+        f"{'load1':>5}  ok"
     )
     lines = [f"{events:,} events, {PARTITIONS} partitions", head, "-" * len(head)]
-    for name in ALL:
+    for name in ROWS:
         run = best.get(name)
         if run is None:
             continue
+        ceiling_b = best.get("b-filtered" if name in FILTERED_PAIR else "b")
         vs_b = f"{run.rate / ceiling_b.rate:.2f}" if ceiling_b and ceiling_b.rate else "-"
+        cpu_b = (
+            f"{run.cpu_per_100k / ceiling_b.cpu_per_100k:.2f}"
+            if ceiling_b and ceiling_b.cpu_per_100k and name != "emulator"
+            else "-"
+        )
         vs_q = (
             f"{run.cpu_per_100k / quix.cpu_per_100k:.2f}"
             if quix and quix.cpu_per_100k and name in ("realtime", "batch", "quix")
@@ -496,18 +548,26 @@ def table(best: dict[str, Run], events: int) -> str:
             vs_b = "-"
         lines.append(
             f"{LABELS[name]:<30} {run.rate:>9,.0f} {run.cpu_per_100k:>10.2f} {rss:>11} "
-            f"{vs_b:>8} {vs_q:>10} {emu:>7} {cores:>7} {run.load.split()[0]:>5}  "
+            f"{vs_b:>8} {cpu_b:>7} {vs_q:>10} {emu:>7} {cores:>7} {run.load.split()[0]:>5}  "
             f"{'yes' if run.ok else 'NO ' + run.note[:80]}"
+        )
+    if ratio is not None:
+        lines.append(
+            f"filtered stream (99% excluded by `events`): CPU per event {ratio:.2f}x ceiling B's "
+            f"on the same stream, median of the repeats' pairs (target <= {FILTERED_TARGET}: "
+            f"{'met' if ratio <= FILTERED_TARGET else 'NOT met'})"
         )
     return "\n".join(lines)
 
 
-def main_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, int]) -> Any:
-    """Every contender `--repeat` times over the same topic; the table and the raw runs."""
-    total = sum(ends.values())
+def main_suite(args: argparse.Namespace, env: Env) -> Any:
+    """Every contender `--repeat` times over the same topic (`filtered`: ceiling B and the
+    service over the filtered stream's topic); the table and the raw runs."""
+    total = args.events
     timeout = max(180.0, total / 400)
     modes = delivery_modes()
     wanted = [c for c in (QUICK if args.quick else ALL) if c in args.only]
+    wanted = [row for c in wanted for row in (FILTERED_PAIR if c == "filtered" else (c,))]
     skipped: dict[str, str] = {}
     if "batch" in wanted and "batch" not in modes:
         skipped["batch"] = "`fullstory-consumer run` has no --delivery flag yet"
@@ -522,8 +582,13 @@ def main_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, i
             if name in skipped:
                 continue
             print(f"running {LABELS[name]} (load {load_average()})", flush=True)
-            if name in ("a", "b"):
-                run = run_ceiling(env, topic, total, name == "b", timeout)
+            topic, ends = env.topic(total, filtered_events if name in FILTERED_PAIR else events)
+            if name in ("a", "b", "b-filtered"):
+                run = run_ceiling(env, topic, total, name != "a", timeout, name)
+            elif name == "filtered":
+                run = run_service(
+                    env, topic, ends, "realtime", timeout, name, env.filtered_settings
+                )
             elif name in ("realtime", "batch"):
                 run = run_service(env, topic, ends, name, timeout)
             elif name == "quix":
@@ -536,15 +601,32 @@ def main_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any, i
             if run.extra.get("thread_cpu_s"):
                 print(f"  CPU s by thread: {run.extra['thread_cpu_s']}", flush=True)
     best = {name: median_run(rs) for name, rs in runs.items()}
+    # Each repeat's pair ran back to back: the ratio is the median of the pairs' ratios.
+    pairs = zip(runs.get("filtered", []), runs.get("b-filtered", []), strict=True)
+    ratios = sorted(r for f, b in pairs if (r := filtered_ratio(f, b)) is not None)
+    ratio = statistics.median(ratios) if ratios else None
     print()
-    print(table(best, total))
+    print(table(best, total, ratio))
     for name, why in skipped.items():
         print(f"skipped {LABELS[name]}: {why}")
-    return {
-        "table": table(best, total),
+    report: dict[str, Any] = {
+        "table": table(best, total, ratio),
         "skipped": skipped,
         "runs": {name: [_as_json(r) for r in rs] for name, rs in runs.items()},
     }
+    if ratio is not None:
+        report["filtered_vs_ceiling_b"] = {
+            "ratio": ratio,
+            "ratio_each_repeat": [
+                filtered_ratio(f, b)
+                for f, b in zip(runs["filtered"], runs["b-filtered"], strict=True)
+            ],
+            "cpu_s_per_100k_each_repeat": [r.cpu_per_100k for r in runs["filtered"]],
+            "ceiling_b_cpu_s_per_100k_each_repeat": [r.cpu_per_100k for r in runs["b-filtered"]],
+            "target": FILTERED_TARGET,
+            "met": ratio <= FILTERED_TARGET,
+        }
+    return report
 
 
 def _as_json(run: Run) -> dict[str, Any]:
@@ -663,21 +745,27 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
     return out
 
 
-def profile_suite(env: Env, topic: str, ends: dict[Any, int], results: Path) -> Any:
-    """Each delivery mode once under cProfile (main thread); top functions by own time."""
+def profile_suite(args: argparse.Namespace, env: Env, results: Path) -> Any:
+    """Each delivery mode in `--only` once under cProfile (main thread), and the filtered
+    stream's service when `--only` names `filtered`; top functions by own time."""
     import pstats
 
     out = {}
-    for mode in delivery_modes():
-        prof = results / f"profile-{mode}.prof"
-        cmd = service_command(env, topic, env.group(f"prof-{mode}"), mode, profile=prof)
-        run = run_consumers(env, f"profile-{mode}", [cmd], ends, max(180.0, sum(ends.values())))
-        print(f"\nprofile {mode}: {run.rate:,.0f}/s under cProfile -> {prof}")
+    targets = [(mode, mode, events, None) for mode in delivery_modes() if mode in args.only]
+    if "filtered" in args.only:
+        targets.append(("filtered", "realtime", filtered_events, env.filtered_settings))
+    for name, mode, stream, settings in targets:
+        topic, ends = env.topic(args.events, stream)
+        prof = results / f"profile-{name}.prof"
+        group = env.group(f"prof-{name}")
+        cmd = service_command(env, topic, group, mode, profile=prof, settings=settings)
+        run = run_consumers(env, f"profile-{name}", [cmd], ends, max(180.0, sum(ends.values())))
+        print(f"\nprofile {name}: {run.rate:,.0f}/s under cProfile -> {prof}")
         if prof.exists():
             stats = pstats.Stats(str(prof))
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(30)
-        out[mode] = {"prof": str(prof), "run": _as_json(run)}
+        out[name] = {"prof": str(prof), "run": _as_json(run)}
     return out
 
 
@@ -735,13 +823,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     ok = True
     with environment(service_args=args.service_arg) as env:
-        topic = "bench-events"
-        ends = env.load(topic, args.events)
         if not args.no_suite:
-            report["suite"] = main_suite(args, env, topic, ends)
+            report["suite"] = main_suite(args, env)
             ok = all(r["ok"] for rs in report["suite"]["runs"].values() for r in rs)
         if args.scaling:
-            report["scaling"] = scaling_suite(args, env, topic, ends)
+            report["scaling"] = scaling_suite(args, env, *env.topic(args.events))
             for row in report["scaling"]:
                 stable = row["ratio_stable"]
                 print(
@@ -750,7 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + (f", {stable:.2f}x once the group was stable" if stable else "")
                 )
         if args.profile:
-            report["profile"] = profile_suite(env, topic, ends, args.results)
+            report["profile"] = profile_suite(args, env, args.results)
     if args.memory:
         rate = ("--rate-limit", str(args.memory_rate), "--burst", "100")
         with environment(rate, args.service_arg) as env:

@@ -73,6 +73,7 @@ class Router:
         assert sink is not None
         consumed: Counter[str] = Counter()
         decoded: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()  # by reason
         for msg in messages:
             err = msg.error()
             if err is not None:
@@ -127,7 +128,7 @@ class Router:
                     self._log_requests(record, requests)
                 sink.submit(Job(record, requests, self._clients[dest.name]))
             elif isinstance(outcome, Skipped):
-                metrics.records_skipped.labels(outcome.reason).inc()
+                skipped[outcome.reason] += 1
                 self._finish(record)
             elif isinstance(outcome, Invalid):
                 self._dead_letter(
@@ -141,6 +142,8 @@ class Router:
             metrics.records_consumed.labels(topic).inc(n)
         for topic, n in decoded.items():
             metrics.records_decoded.labels(topic).inc(n)
+        for reason, n in skipped.items():
+            metrics.records_skipped.labels(reason).inc(n)
         metrics.in_flight_records.set(ledger.records)
         metrics.in_flight_bytes.set(ledger.bytes)
 
