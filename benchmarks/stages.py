@@ -4,11 +4,14 @@ Run: `python benchmarks/stages.py [--events N] [--repeat R]`. One thread, no Kaf
 `datagen` events are decoded, mapped and serialised one record at a time, as the service does, and
 each stage's CPU per event is printed (the best of R passes). Together they are the floor under any
 pipeline's CPU per event on this machine; docs/benchmarks.md sets them against the batch target.
+The transform is also timed with the `privacy` detectors on (e-mail hashed, cards redacted), on
+the same events, for the detectors' cost (issue #14's target: at most +15%).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from datagen import SETTINGS as BENCH_SETTINGS
@@ -19,13 +22,18 @@ from consumer.sink.client import json_body
 from consumer.transform import DestinationSettings, Requests, transform
 
 SETTINGS, _ = DestinationSettings.from_mapping(BENCH_SETTINGS)  # what run.py's contenders use
+os.environ.setdefault("FULLSTORY_CONSUMER_HASH_KEY", "benchmark-only-key")
+DETECT_SETTINGS, _ = DestinationSettings.from_mapping(
+    {**BENCH_SETTINGS, "privacy": {"detect": {"email": "hash", "card": "redact"}}}
+)
+STAGES = ("decode", "transform", "JSON", "transform with detect")
 
 
-def one_pass(values: list[bytes]) -> tuple[float, float, float]:
-    """Seconds of thread CPU spent in decode, transform and JSON over `values`."""
+def one_pass(values: list[bytes]) -> list[float]:
+    """Seconds of thread CPU spent in each of STAGES over `values`."""
     decode = Decoder("raw").decode
     clock = time.thread_time
-    spent = [0.0, 0.0, 0.0]
+    spent = [0.0] * len(STAGES)
     for value in values:
         t0 = clock()
         event = decode(value)
@@ -37,10 +45,13 @@ def one_pass(values: list[bytes]) -> tuple[float, float, float]:
                 if request.body is not None:
                     json_body(request.body)
         t3 = clock()
+        transform(event, DETECT_SETTINGS)
+        t4 = clock()
         spent[0] += t1 - t0
         spent[1] += t2 - t1
         spent[2] += t3 - t2
-    return spent[0], spent[1], spent[2]
+        spent[3] += t4 - t3
+    return spent
 
 
 def main() -> None:
@@ -56,11 +67,12 @@ def main() -> None:
     for _ in range(len(values)):
         clock()
     timer = (clock() - t0) / len(values)
-    names = ("decode", "transform", "JSON")
-    best = [min(p[i] for p in passes) / len(values) - timer for i in range(3)]
-    for name, seconds in zip(names, best, strict=True):
+    best = [min(p[i] for p in passes) / len(values) - timer for i in range(len(STAGES))]
+    for name, seconds in zip(STAGES[:3], best, strict=False):
         print(f"{name:<10} {seconds * 1e6:6.1f} µs per event")
-    print(f"{'all three':<10} {sum(best) * 1e6:6.1f} µs per event ({len(values):,} events)")
+    print(f"{'all three':<10} {sum(best[:3]) * 1e6:6.1f} µs per event ({len(values):,} events)")
+    extra = best[3] / best[1] - 1
+    print(f"{STAGES[3]}: {best[3] * 1e6:.1f} µs per event ({extra:+.1%} on the transform)")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 DROP = "drop"
@@ -54,7 +54,10 @@ _EMAIL = re.compile(
 # The prefilter: 13 or more digits joined by at most single separators (Luhn runs only on these).
 _CARD_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
 _SEPARATOR = re.compile(r"[ -]")
-_ROOT_TRAITS = ("traits", "context.traits")
+# What a string must hold before the card detector looks at it: 13 or more digits, spaces or
+# dashes from a digit to a digit (a cheap superset of `_CARD_RUN`, which backtracks more).
+_CARD_CANDIDATE = re.compile(r"[0-9][0-9 -]{11,}[0-9]")
+_DETECTED_ROOTS = ("traits", "properties")  # and context.traits, inside context
 
 
 class Action(NamedTuple):
@@ -145,7 +148,17 @@ _Verdict = tuple[str, str] | None  # (action, rule)
 class PrivacyRules:
     """Compiled `drop` / `redact` / `hash` / `allow` / `detect` rules and the HMAC key."""
 
-    __slots__ = ("_allow", "_cache", "_detect", "_key", "_paths", "_rules")
+    __slots__ = (
+        "_allow",
+        "_cache",
+        "_card",
+        "_detect",
+        "_email",
+        "_key",
+        "_paths",
+        "_rules",
+        "_scan",
+    )
 
     def __init__(
         self,
@@ -167,6 +180,12 @@ class PrivacyRules:
         self._paths = bool(self._rules)
         self._allow = {root: _Globs(patterns) for root, patterns in (allow or {}).items()}
         self._detect = tuple(sorted((detect or {}).items(), key=lambda kv: _STRENGTH[kv[1]]))
+        # The prefilter, per string leaf: an `in` test, and one C-level search on strings long
+        # enough for a card; the detectors proper run only on its hits.
+        kinds = dict(self._detect)
+        self._email = "email" in kinds
+        self._card = _CARD_CANDIDATE.search if "card" in kinds else None
+        self._scan = bool(kinds)
         self._cache: dict[str, _Verdict] = {}
 
     def __repr__(self) -> str:  # never the key
@@ -175,31 +194,44 @@ class PrivacyRules:
     def apply(self, event: dict[str, Any]) -> tuple[dict[str, Any], tuple[Action, ...]]:
         """The event with every rule applied, and what was done; `event` itself is unchanged."""
         acts: list[Action] = []
-        out = event
-        for root, allow, detect in (
-            ("traits", "traits", True),
-            ("properties", "properties", True),
-            ("context", None, False),
-        ):
+        changed: dict[str, Any] = {}
+        paths, scan, allow = self._paths, self._scan, self._allow
+        for root in _DETECTED_ROOTS:
             value = event.get(root)
-            if type(value) is not dict:
+            if type(value) is not dict or not value:
                 continue
             new = value
-            if root == "context":
-                traits = new.get("traits")
-                globs = self._allow.get("traits")
-                if globs is not None and type(traits) is dict:
-                    kept = self._allowed(traits, "", globs, "context.traits", "allow.traits", acts)
-                    if kept is not traits:
-                        new = {**new, "traits": kept}
-            elif allow in self._allow:
-                new = self._allowed(new, "", self._allow[allow], root, f"allow.{allow}", acts)
-            new = self._walk(new, root, detect, False, acts)
+            globs = allow.get(root) if allow else None
+            if globs is not None:
+                new = self._allowed(new, "", globs, root, f"allow.{root}", acts)
+            if paths or (scan and self._suspect_root(new, root)):
+                new = self._walk(new, root, True, False, acts)
             if new is not value:
-                if out is event:
-                    out = dict(event)
-                out[root] = new
-        return out, tuple(acts)
+                changed[root] = new
+        context = event.get("context")
+        if type(context) is dict and (paths or type(context.get("traits")) is dict):
+            new = self._context(context, acts)
+            if new is not context:
+                changed["context"] = new
+        done = tuple(acts) if acts else _NONE
+        return ({**event, **changed} if changed else event), done
+
+    def _context(self, context: dict[str, Any], acts: list[Action]) -> dict[str, Any]:
+        """`context` with `allow.traits` on its traits, the path rules on all of it and the
+        detectors on its traits; without path rules only its traits are visited."""
+        traits = context.get("traits")
+        if type(traits) is dict:
+            globs = self._allow.get("traits")
+            new = traits
+            if globs is not None:
+                new = self._allowed(traits, "", globs, "context.traits", "allow.traits", acts)
+            if not self._paths and self._scan and self._suspect_root(new, "context.traits"):
+                new = self._walk(new, "context.traits", True, False, acts)
+            if new is not traits:
+                context = {**context, "traits": new}
+        if self._paths:
+            context = self._walk(context, "context", False, False, acts)
+        return context
 
     def _allowed(
         self,
@@ -257,17 +289,61 @@ class PrivacyRules:
         cache[path] = verdict
         return verdict
 
+    def _suspect(self, values: Iterable[object], email: bool) -> bool:
+        """Whether a string among `values` (or below them) passes the prefilter: the detectors'
+        fast path, with no paths built and nothing copied (most events have nothing to find).
+        `email`: whether the e-mail detector counts here."""
+        card = self._card
+        for value in values:
+            if type(value) is str:
+                if (email and "@" in value) or (
+                    card is not None and len(value) >= 13 and card(value) is not None
+                ):
+                    return True
+            elif type(value) is dict:
+                if self._suspect(value.values(), email):
+                    return True
+            elif type(value) is list and self._suspect(value, email):
+                return True
+        return False
+
+    def _suspect_root(self, obj: dict[str, Any], root: str) -> bool:
+        """`_suspect` on a root's values; `traits.email` is exempt from the e-mail detector."""
+        exempt = obj.get("email") if root == "traits" and self._email else None
+        if type(exempt) is not str:
+            return self._suspect(obj.values(), self._email)
+        rest = [value for key, value in obj.items() if key != "email"]
+        return self._suspect(rest, True) or self._suspect((exempt,), False)
+
     def _walk(
         self, obj: dict[str, Any], path: str, detect: bool, hashing: bool, acts: list[Action]
     ) -> dict[str, Any]:
         """`obj` (at `path`) with the path rules and, where `detect`, the detectors applied.
 
         `hashing`: inside a value about to be hashed, where only `drop` and `redact` count.
+        A child's path is only built when a rule may need it (the detectors' common case, a
+        string with nothing to find, builds none).
         """
         out: dict[str, Any] | None = None
+        paths = self._paths
+        scan = detect and not hashing and self._scan
+        email, card = self._email, self._card
         for key, value in obj.items():
-            child = f"{path}.{key}"
-            new = self._value(value, child, detect or child == "context.traits", hashing, acts)
+            kind = type(value)
+            if paths or kind is dict or kind is list:
+                child = f"{path}.{key}"
+                new = self._value(value, child, detect or child == "context.traits", hashing, acts)
+            elif (
+                scan
+                and kind is str
+                and (
+                    (email and "@" in value)
+                    or (card is not None and len(value) >= 13 and card(value) is not None)
+                )
+            ):
+                new = self._detected(value, f"{path}.{key}", acts)
+            else:
+                continue
             if new is not value:
                 if out is None:
                     out = dict(obj)
@@ -286,15 +362,7 @@ class PrivacyRules:
             if verdict is not None and not (hashing and verdict[0] == HASH):
                 return self._act(value, path, verdict[0], verdict[1], acts)
         if type(value) is str:
-            if detect and not hashing:
-                for name, action in self._detect:
-                    if (
-                        has_card(value)
-                        if name == "card"
-                        else path != "traits.email" and has_email(value)
-                    ):
-                        return self._act(value, path, action, f"detect.{name}", acts)
-            return value
+            return self._detected(value, path, acts) if detect and not hashing else value
         if type(value) is dict:
             return self._walk(value, path, detect, hashing, acts)
         if type(value) is list:
@@ -303,6 +371,16 @@ class PrivacyRules:
                 return value
             return [item for item in items if item is not _GONE]
         return value
+
+    def _detected(self, text: str, path: str, acts: list[Action]) -> object:
+        """A string leaf with the strongest detector that finds something applied."""
+        for name, action in self._detect:  # strongest action first
+            if name == "card":
+                if has_card(text):
+                    return self._act(text, path, action, "detect.card", acts)
+            elif "@" in text and path != "traits.email" and has_email(text):
+                return self._act(text, path, action, "detect.email", acts)
+        return text
 
     def _act(self, value: object, path: str, action: str, rule: str, acts: list[Action]) -> object:
         acts.append(Action(path, action, rule))
@@ -316,4 +394,5 @@ class PrivacyRules:
 
 
 _GONE = object()  # a dropped value's marker
+_NONE: tuple[Action, ...] = ()
 _CONTAINERS = (dict, list)
