@@ -8,8 +8,12 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consumer.estimate import Tally
 from consumer.policy.privacy import has_card, has_email, luhn
 from consumer.transform import (
     DestinationSettings,
@@ -436,3 +441,41 @@ def test_an_allow_list_lets_nothing_else_through(event: dict[str, Any], allowed:
         if key not in allowed and event["type"] == "identify" and not event["traits"]:
             for _, leaf in _leaves(value, key):
                 assert not isinstance(leaf, str) or leaf not in sent
+
+
+def test_the_budget_estimate_applies_privacy_before_counting_properties() -> None:
+    tally = Tally(_settings({"allow": {"traits": ["plan"]}}))
+    tally.add(_identify({"plan": "pro", "age": 3, "email": "a@b.io"}))
+    assert tally.user_properties == {"plan"}
+
+
+def test_run_refuses_a_hash_rule_without_the_key_in_one_error_line(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_bytes(orjson.dumps({"privacy": {"hash": ["traits.email"]}}))
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer.cli",
+            "run",
+            "--bootstrap-servers",
+            "127.0.0.1:9",
+            "--topic",
+            "t",
+            "--group-id",
+            "g",
+            "--api-key",
+            "k",
+            "--settings",
+            str(settings),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and ENV in lines[0], result.stderr
