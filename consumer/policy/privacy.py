@@ -11,6 +11,11 @@ API (`rules = PrivacyRules(drop, redact, hash, allow, detect, key)`, e.g.
   input is never changed: a changed object is copied, an untouched one is shared.
 - `hmac_hex(key, value)` → the spec's `hash` of one value.
 
+Speed (docs/benchmarks.md): with only detectors, a root is first scanned without building paths
+or copying, through a prefilter (an `in` test for `@`, one cheap regex on strings of 13 or more
+characters); only a root with a candidate is walked with paths, and only candidates get the exact
+e-mail regex and the Luhn check. Path verdicts are cached per path, as `events` caches names.
+
 Choices the spec leaves open:
 - Paths start one level below a root (`traits.plan`, not `traits`), so no pattern removes a root
   object itself; `context.traits` is a path under `context` and a root of its own.
@@ -124,9 +129,6 @@ class _Globs:
         self._any = _any_of(patterns)
         self._each = tuple((re.compile(fnmatch.translate(p)), p) for p in patterns)
         self._cache: dict[str, str | None] = {}
-
-    def __bool__(self) -> bool:
-        return self._any is not None
 
     def first(self, path: str) -> str | None:
         """The first pattern matching the whole path, or None."""
