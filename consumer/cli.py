@@ -107,6 +107,11 @@ def _add_tools(sub: Any) -> None:
 
     p = sub.add_parser("transform", help="print what would be sent for Segment events on stdin")
     p.add_argument("--settings", help="destination settings JSON")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help='add to each line a "privacy" list of the rules applied (path, action, rule)',
+    )
 
     p = sub.add_parser("emulator", help="run the FullStory API emulator")
     p.add_argument("--port", type=int, default=8080)
@@ -270,7 +275,7 @@ def cmd_transform(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.settings)
     out = sys.stdout.buffer
-    for line in transform_lines(sys.stdin.buffer, settings):
+    for line in transform_lines(sys.stdin.buffer, settings, explain=args.explain):
         out.write(line)
         out.write(b"\n")
     out.flush()

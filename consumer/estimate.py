@@ -130,9 +130,9 @@ class Tally:
         self.undecodable += 1
 
     def add(self, event: dict[str, Any]) -> None:
-        """One decoded Segment event: map it, then apply `events` to each event request."""
+        """One decoded Segment event: `privacy` and the mapping (`transform` applies both), then
+        `events` on each event request."""
         self.records += 1
-        # `privacy` (on the Segment event, before the mapping) goes here once it exists.
         outcome = transform(event, self._mapping)
         if not isinstance(outcome, Requests):
             (self.invalid if isinstance(outcome, Invalid) else self.skipped)[outcome.reason] += 1

@@ -50,6 +50,12 @@ class Metrics:
             "User properties left out of identify/group requests by FullStory's 500-property cap.",
             registry=r,
         )
+        self.privacy_actions = Counter(
+            f"{p}_privacy_actions_total",
+            "Values the privacy rules dropped, redacted or hashed, by destination and action.",
+            ["destination", "action"],
+            registry=r,
+        )
         self.records_delivered = Counter(
             f"{p}_records_delivered_total",
             "Records whose every request FullStory acknowledged.",

@@ -20,11 +20,12 @@ from consumer.deadletter import STAGE_DECODE, STAGE_SINK, STAGE_TRANSFORM, DeadL
 from consumer.metrics import Metrics
 from consumer.pipeline.flow import FlowControl
 from consumer.pipeline.ledger import Ledger
+from consumer.policy import Action
 from consumer.record import Record
 from consumer.replay import rekey_for_replay
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.contract import Job, Sink
-from consumer.transform import Invalid, Request, Requests, Skipped, transform
+from consumer.transform import Invalid, Request, Requests, Skipped, transform_explained
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Router:
         self._metrics = metrics
         self.sink: Sink | None = None  # set by the composer: the sink reports to `delivered`
         self._delivered_by_topic: dict[str, Any] = {}
+        self._privacy_counters: dict[tuple[str, str], Any] = {}
         self._finished_any = False
         self._last_received_at: object = None
 
@@ -117,7 +119,9 @@ class Router:
             decoded[topic] += 1
             record.received_at = event.get("receivedAt")
             dest = self._by_topic[topic]
-            outcome = transform(event, dest.settings)
+            outcome, actions = transform_explained(event, dest.settings)
+            if actions:
+                self._count_privacy(dest.name, actions)
             if isinstance(outcome, Requests):
                 if outcome.dropped_properties:
                     metrics.user_properties_dropped.inc(len(outcome.dropped_properties))
@@ -146,6 +150,17 @@ class Router:
             metrics.records_skipped.labels(reason).inc(n)
         metrics.in_flight_records.set(ledger.records)
         metrics.in_flight_bytes.set(ledger.bytes)
+
+    def _count_privacy(self, destination: str, actions: tuple[Action, ...]) -> None:
+        """Each privacy action, by destination and action (the children are cached: labels()
+        costs)."""
+        counters = self._privacy_counters
+        for act in actions:
+            counter = counters.get((destination, act.action))
+            if counter is None:
+                counter = self._metrics.privacy_actions.labels(destination, act.action)
+                counters[destination, act.action] = counter
+            counter.inc()
 
     def delivered(self, job: Job, rejected: Rejected | None) -> None:
         """The sink's report: acknowledged (done), or refused (to the dead-letter topic)."""

@@ -1,5 +1,6 @@
-"""Pure policy rules for what leaves (policy-spec.md): `events` selection and sampling, budget
-cycles. Standard library only: consumer/transform/settings.py builds them from the settings."""
+"""Pure policy rules for what leaves (policy-spec.md): `privacy`, `events` selection and
+sampling, budget cycles. Standard library only: consumer/transform/settings.py builds them from
+the settings."""
 
 from consumer.policy.cycle import CYCLES, Cycle, cycle_at
 from consumer.policy.events import (
@@ -10,6 +11,7 @@ from consumer.policy.events import (
     EventsRules,
     sample_key,
 )
+from consumer.policy.privacy import Action, PrivacyRules
 
 __all__ = [
     "CYCLES",
@@ -17,8 +19,10 @@ __all__ = [
     "NOT_INCLUDED",
     "SAMPLE",
     "SAMPLED_OUT",
+    "Action",
     "Cycle",
     "EventsRules",
+    "PrivacyRules",
     "cycle_at",
     "sample_key",
 ]

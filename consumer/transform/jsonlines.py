@@ -1,4 +1,6 @@
-"""The `transform` command's line format: what the running consumer would send, one line each."""
+"""The `transform` command's line format: what the running consumer would send, one line each;
+with `explain`, each line also lists what the `privacy` rules did (path, action, rule; never a
+value)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from consumer.transform.mapping import transform
+from consumer.transform.mapping import transform_explained
 from consumer.transform.outcome import Invalid, Outcome, Requests, Skipped
 from consumer.transform.settings import DestinationSettings
 
@@ -51,13 +53,24 @@ def outcome_to_json(event: object, outcome: Outcome) -> dict[str, object]:
     return {"messageId": shown, "error": outcome.reason}
 
 
-def transform_lines(lines: Iterable[str | bytes], settings: DestinationSettings) -> Iterator[bytes]:
+def transform_lines(
+    lines: Iterable[str | bytes], settings: DestinationSettings, *, explain: bool = False
+) -> Iterator[bytes]:
     """One JSON document per input line, in order, without a trailing newline (the caller
-    writes the line separator); non-JSON → `invalid_json`."""
+    writes the line separator); non-JSON → `invalid_json`. `explain` adds `"privacy"`."""
     for line in lines:
         try:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
-            yield orjson.dumps(outcome_to_json(None, Invalid("invalid_json")))
+            shape = outcome_to_json(None, Invalid("invalid_json"))
+            if explain:
+                shape["privacy"] = []
+            yield orjson.dumps(shape)
             continue
-        yield orjson.dumps(outcome_to_json(event, transform(event, settings)))
+        outcome, actions = transform_explained(event, settings)
+        shape = outcome_to_json(event, outcome)
+        if explain:
+            shape["privacy"] = [
+                {"path": act.path, "action": act.action, "rule": act.rule} for act in actions
+            ]
+        yield orjson.dumps(shape)

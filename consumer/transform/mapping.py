@@ -30,6 +30,9 @@ identity → the type's own rule. Choices the spec leaves open:
 - The `events` rules (policy-spec.md) run here, on the name and uid of the event request about to
   be built, before its body: the outcome is the one "map, then apply `events`" gives (nothing
   after that point can fail), and an excluded event costs a dict lookup instead of a mapping.
+- The `privacy` rules (consumer/policy/privacy.py) run first, on the Segment event; a trait that
+  would feed `email` or `display_name` but was hashed or redacted is not used for them and stays
+  a property under its own name (policy-spec.md).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from consumer.policy import EXCLUDED, NOT_INCLUDED, SAMPLE, SAMPLED_OUT, sample_key
+from consumer.policy import EXCLUDED, NOT_INCLUDED, SAMPLE, SAMPLED_OUT, Action, sample_key
+from consumer.policy.privacy import DROP
 from consumer.transform.idempotency import idempotency_key
 from consumer.transform.location import country_code, region_code
 from consumer.transform.outcome import Invalid, Outcome, Request, Requests, Skipped
@@ -68,6 +72,9 @@ IDENTIFY_DROPPED = (
     (IDENTIFY_ALWAYS_DROPPED, IDENTIFY_ALWAYS_DROPPED | {"email"}),
     (IDENTIFY_ALWAYS_DROPPED | {"name"}, IDENTIFY_ALWAYS_DROPPED | {"name", "email"}),
 )
+# Traits that can feed FullStory's email or display_name (not once hashed or redacted).
+NAMING_TRAITS = ("email", "displayName", "name", "firstName", "lastName")
+NO_ACTIONS: tuple[Action, ...] = ()
 # Properties the mapping adds to a user: never dropped by the 500-property cap.
 IDENTIFY_KEPT = frozenset(("segmentAnonymousId",))
 GROUP_KEPT = frozenset(("groupId",))
@@ -310,42 +317,55 @@ def _stripped(value: object) -> str:
     return value.strip() if type(value) is str else ""
 
 
+def _masked(actions: tuple[Action, ...], root: str) -> frozenset[str]:
+    """The naming traits under `root` that privacy hashed or redacted."""
+    paths = {action.path for action in actions if action.action != DROP}
+    return frozenset(name for name in NAMING_TRAITS if f"{root}.{name}" in paths)
+
+
 def _identify(
     event: dict[str, Any],
     settings: DestinationSettings,
     user_id: str | None,
     anon: str | None,
     uid: str | None,
+    actions: tuple[Action, ...],
 ) -> Outcome:
     if user_id is None and settings.anonymous_identify == "skip":
         return ANONYMOUS_IDENTIFY
+    root = "traits"
     traits = event.get("traits")
     if type(traits) is not dict or not traits:
+        root = "context.traits"
         context = event.get("context")
         traits = context.get("traits") if type(context) is dict else None
         if type(traits) is not dict:
             traits = {}
+    masked = _masked(actions, root) if actions else frozenset()
+    naming = {k: v for k, v in traits.items() if k not in masked} if masked else traits
     body: dict[str, Any] = {}
     if uid is not None:
         body["uid"] = uid
     name_used = False
-    display_name = _stripped(traits.get("displayName"))
+    display_name = _stripped(naming.get("displayName"))
     if not display_name:
-        display_name = _stripped(traits.get("name"))
+        display_name = _stripped(naming.get("name"))
         if display_name:
             name_used = True
         else:
-            first, last = _stripped(traits.get("firstName")), _stripped(traits.get("lastName"))
+            first, last = _stripped(naming.get("firstName")), _stripped(naming.get("lastName"))
             if first and last:
                 display_name = f"{first} {last}"
     if display_name:
         body["display_name"] = display_name[:MAX_DISPLAY_NAME]
-    email = traits.get("email")
+    email = naming.get("email")
     email_used = type(email) is str and 0 < len(email) <= MAX_EMAIL
     if email_used:
         body["email"] = email
     extra: tuple[tuple[str, object], ...] = (("segmentAnonymousId", anon),) if anon else ()
     dropped = IDENTIFY_DROPPED[name_used][email_used]
+    if "displayName" in masked:  # a masked displayName stays a property
+        dropped = dropped - {"displayName"}
     properties, schema = normalise(traits, skip=dropped, extra=extra)
     properties, capped = cap_user_properties(properties, schema, IDENTIFY_KEPT)
     body["properties"] = properties
@@ -455,8 +475,24 @@ _OTHER = frozenset(("group", "alias", "delete"))
 
 def transform(event: object, settings: DestinationSettings) -> Outcome:
     """Map one Segment event to what FullStory should receive (mapping-spec.md)."""
+    return transform_explained(event, settings)[0]
+
+
+def transform_explained(
+    event: object, settings: DestinationSettings
+) -> tuple[Outcome, tuple[Action, ...]]:
+    """`transform`, and what the `privacy` rules did to the event on the way (never values)."""
     if not isinstance(event, dict):
-        return INVALID_EVENT
+        return INVALID_EVENT, NO_ACTIONS
+    actions = NO_ACTIONS
+    if settings.privacy is not None:
+        event, actions = settings.privacy.rules.apply(event)
+    return _map(event, settings, actions), actions
+
+
+def _map(
+    event: dict[str, Any], settings: DestinationSettings, actions: tuple[Action, ...]
+) -> Outcome:
     kind = event.get("type")
     if type(kind) is not str or (kind not in _IDENTIFIED and kind not in _OTHER):
         return INVALID_EVENT
@@ -477,7 +513,7 @@ def transform(event: object, settings: DestinationSettings) -> Outcome:
     if uid is not None and len(uid) > MAX_UID:
         return INVALID_UID
     if kind == "identify":
-        return _identify(event, settings, user_id, anon, uid)
+        return _identify(event, settings, user_id, anon, uid, actions)
     if kind == "track":
         return _track(event, settings, uid, anon)
     word, label = VIEW_KINDS[kind]

@@ -14,18 +14,25 @@ Choices: `cycle` and `when_exhausted` are matched like `anonymous_identify` (tri
 case); `events_per_cycle` must be a JSON integer (`5e5` and `500000.0` are refused, like booleans);
 `cycle_start` may also be a TOML offset date-time (unquoted); a `budget` without
 `events_per_cycle` is an error rather than off (it would otherwise silently do nothing).
+
+`privacy` becomes `PrivacySettings` (compiled into `consumer.policy.PrivacyRules` once). Its HMAC
+key is read from the environment when the settings are parsed, so a `hash` rule without it fails
+at start-up and in `transform` alike; an empty variable counts as unset (an empty key protects
+nothing). The key is kept out of every repr and message.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from consumer.errors import UserError
-from consumer.policy import CYCLES, Cycle, EventsRules, cycle_at
+from consumer.policy import CYCLES, Cycle, EventsRules, PrivacyRules, cycle_at
+from consumer.policy.privacy import ACTIONS, ALLOW_ROOTS, DETECTORS, HASH
 
 DEFAULT_API_HOST = "https://api.fullstory.com"
 EU1_API_HOST = "https://api.eu1.fullstory.com"
@@ -62,6 +69,7 @@ SETTING_KEYS: dict[str, str] = {
     "processDeletes": "process_deletes",
     "events": "events",
     "budget": "budget",
+    "privacy": "privacy",
 }
 _TEXT_SETTINGS = frozenset(("api_key", "org", "api_host"))
 
@@ -115,17 +123,19 @@ def _object(key: str, value: object, known: tuple[str, ...], example: str) -> Ma
     return value
 
 
-def _patterns(key: str, value: object) -> tuple[str, ...]:
+def _patterns(
+    key: str, value: object, what: str = "event-name", example: str = "Order *"
+) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise SettingsError(
-            f"setting {key!r} must be a list of event-name patterns, got {_shown(value)}: "
-            f'write it in brackets, e.g. ["Order *"]'
+            f"setting {key!r} must be a list of {what} patterns, got {_shown(value)}: "
+            f'write it in brackets, e.g. ["{example}"]'
         )
     for i, pattern in enumerate(value):
         if not isinstance(pattern, str):
             raise SettingsError(
                 f"setting {key}[{i}] must be a pattern string, got {_shown(pattern)}: "
-                f'write it in quotes, e.g. "Order *"'
+                f'write it in quotes, e.g. "{example}"'
             )
     return tuple(value)
 
@@ -272,9 +282,75 @@ class BudgetSettings:
         return cls(**values)
 
 
-_POLICY_OBJECTS: dict[str, type[EventsSettings] | type[BudgetSettings]] = {
+DEFAULT_HASH_KEY_ENV = "FULLSTORY_CONSUMER_HASH_KEY"
+_PATH_EXAMPLE = "context.ip"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """The `privacy` object: what may leave (policy-spec.md). `rules` is the compiled form,
+    built once; the key lives only in it and is never shown."""
+
+    drop: tuple[str, ...] = ()
+    redact: tuple[str, ...] = ()
+    hash: tuple[str, ...] = ()
+    allow: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    detect: tuple[tuple[str, str], ...] = ()
+    hash_key_env: str = DEFAULT_HASH_KEY_ENV
+    rules: PrivacyRules = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key: bytes | None = None
+        if self.hash or any(action == HASH for _, action in self.detect):
+            text = os.environ.get(self.hash_key_env, "")
+            if not text:
+                raise SettingsError(
+                    f"setting 'privacy' hashes values but the environment variable "
+                    f"{self.hash_key_env} (the HMAC key, privacy.hash_key_env) is not set: set "
+                    "it to a secret of your own, or remove the hash rules"
+                )
+            key = text.encode("utf-8", "surrogatepass")
+        rules = PrivacyRules(
+            self.drop, self.redact, self.hash, dict(self.allow), dict(self.detect), key
+        )
+        object.__setattr__(self, "rules", rules)
+
+    @classmethod
+    def from_mapping(cls, data: object) -> PrivacySettings:
+        """Parse the `privacy` object; SettingsError names the key and the fix."""
+        known = (*ACTIONS, "allow", "detect", "hash_key_env")
+        given = _object("privacy", data, known, '{"drop": ["context.ip"]}')
+        values: dict[str, Any] = {}
+        for name in ACTIONS:
+            if name in given:
+                values[name] = _patterns(f"privacy.{name}", given[name], "path", _PATH_EXAMPLE)
+        if "allow" in given:
+            allow = _object("privacy.allow", given["allow"], ALLOW_ROOTS, '{"traits": ["plan"]}')
+            values["allow"] = tuple(
+                (str(root), _patterns(f"privacy.allow.{root}", patterns, "path", "plan"))
+                for root, patterns in allow.items()
+            )
+        if "detect" in given:
+            detect = _object("privacy.detect", given["detect"], DETECTORS, '{"email": "hash"}')
+            values["detect"] = tuple(
+                (str(kind), _choice(f"privacy.detect.{kind}", action, ACTIONS))
+                for kind, action in detect.items()
+            )
+        if "hash_key_env" in given:
+            env = given["hash_key_env"]
+            if not isinstance(env, str) or not env.strip():
+                raise SettingsError(
+                    f"setting 'privacy.hash_key_env' must be the name of an environment "
+                    f'variable, got {_shown(env)}: e.g. "{DEFAULT_HASH_KEY_ENV}"'
+                )
+            values["hash_key_env"] = env.strip()
+        return cls(**values)
+
+
+_POLICY_OBJECTS: dict[str, type[EventsSettings] | type[BudgetSettings] | type[PrivacySettings]] = {
     "events": EventsSettings,
     "budget": BudgetSettings,
+    "privacy": PrivacySettings,
 }
 
 
@@ -340,6 +416,7 @@ class DestinationSettings:
     process_deletes: bool = True
     events: EventsSettings | None = None
     budget: BudgetSettings | None = None
+    privacy: PrivacySettings | None = None
 
     def __post_init__(self) -> None:
         # Direct construction is validated like a file, so the transform can trust the values.

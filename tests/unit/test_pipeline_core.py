@@ -5,10 +5,13 @@ checked step by step and none depends on a broker or on timing beyond a few loop
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import orjson
 import pytest
 from pipeline_fakes import (
     ALIAS,
+    ENCODER,
     GARBAGE,
     TP,
     Core,
@@ -209,3 +212,31 @@ def test_a_schema_fetch_leaves_the_loop_running_and_the_record_is_decoded_after(
         assert not retries  # waiting for a fetch is no registry failure
 
     run_core(scenario, {TP: [framed]}, framing="confluent", schema_registry_url=url)
+
+
+def test_privacy_applies_before_the_sink_and_each_action_is_counted(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_bytes(
+        orjson.dumps({"privacy": {"drop": ["context.ip"], "detect": {"card": "redact"}}})
+    )
+    event = {
+        "type": "track",
+        "messageId": "p1",
+        "userId": "u",
+        "event": "E",
+        "properties": {"note": "card 4111 1111 1111 1111"},
+        "context": {"ip": "198.51.100.9"},
+    }
+
+    async def scenario(core: Core) -> None:
+        await core.until(lambda: len(core.sink.jobs) == 1, "the job submitted")
+        (job,) = core.sink.jobs.values()
+        sent = orjson.dumps([r.body for r in job.requests])
+        assert b"4111" not in sent and b"198.51.100.9" not in sent
+        registry = core.pipeline.metrics.registry
+        for action in ("drop", "redact"):
+            labels = {"destination": "default", "action": action}
+            count = registry.get_sample_value("fullstory_consumer_privacy_actions_total", labels)
+            assert count == 1, action
+
+    run_core(scenario, {TP: [ENCODER.encode(event)]}, settings=settings)
