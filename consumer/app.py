@@ -182,7 +182,9 @@ class Pipeline:
 
     def _build(self) -> tuple[_Core, Sink]:
         cfg = self.config
-        source = self._make_source(Listeners(self._on_assign, self._on_revoke, self._on_lost))
+        source = self._make_source(
+            Listeners(self._on_assign, self._on_revoke, self._on_lost, self.ledger.uncommitted)
+        )
         flow = FlowControl(
             source,
             self.ledger,

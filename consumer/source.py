@@ -38,6 +38,8 @@ class Listeners:
     revoked: Callable[[Partitions], Coroutine[Any, Any, Commits]]
     # Partitions already owned by another member: commit nothing.
     lost: Callable[[Partitions], Coroutine[Any, Any, None]]
+    # Partitions whose commit the broker refused (e.g. during a rebalance): commit them again.
+    commit_failed: Callable[[Partitions], None] = lambda _tps: None
 
 
 class Source(Protocol):
@@ -119,7 +121,12 @@ class KafkaSource:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-poll")
         try:
             self._consumer = Consumer(
-                {**config, "error_cb": self._error, "logger": logging.getLogger("consumer.kafka")}
+                {
+                    **config,
+                    "error_cb": self._error,
+                    "on_commit": self._commit_result,
+                    "logger": logging.getLogger("consumer.kafka"),
+                }
             )
         except KafkaException as exc:
             raise KafkaSettingsError.of(exc) from None
@@ -139,6 +146,24 @@ class KafkaSource:
             )
         else:
             log.warning("kafka client error", extra={"error": err.str()})
+
+    def _commit_result(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """librdkafka's report of a commit (poll thread). A refused one is handed to the loop,
+        which commits those partitions again: the periodic commit sends only changed
+        positions, so a lost commit of a partition with nothing left to do would otherwise
+        stay behind until shutdown."""
+        if err is not None and err.code() == KafkaError._NO_OFFSET:
+            return
+        failed = [
+            (p.topic, p.partition) for p in partitions if err is not None or p.error is not None
+        ]
+        if failed:
+            reason = err.str() if err is not None else str(partitions[0].error)
+            log.warning(
+                "offset commit refused; committing again",
+                extra={"partitions": [f"{t}-{p}" for t, p in failed], "error": reason},
+            )
+            self._loop.call_soon_threadsafe(self._listeners.commit_failed, failed)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._loop.run_in_executor(self._thread, fn, *args)
@@ -268,9 +293,7 @@ class KafkaSource:
             else:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
-                return
-            log.warning("offset commit failed", extra={"error": str(exc)})
+            self._commit_result(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), offsets)
 
     async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
         """Commit on the poll thread, in order with consumes and never racing a rebalance: the

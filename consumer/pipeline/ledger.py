@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from consumer.offsets import OffsetTracker
 from consumer.record import Partition, Record
 from consumer.sink.contract import Job
-from consumer.source import Commits
+from consumer.source import Commits, Partitions
 
 
 class Ledger:
@@ -27,6 +27,12 @@ class Ledger:
     def assign(self, tp: Partition) -> int:
         """Own a partition from now on; returns its new generation."""
         return self._tracker.assign(tp)
+
+    def uncommitted(self, tps: Partitions) -> None:
+        """Those commits did not land: the next `commits(changed_only=True)` hands them out
+        again."""
+        for tp in tps:
+            self._committed.pop(tp, None)
 
     def forget(self, tp: Partition) -> None:
         """The partition is no longer ours: acks still under way for it are ignored."""

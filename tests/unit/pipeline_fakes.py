@@ -48,6 +48,7 @@ class FakeSource:
         self.paused: set[Partition] = set()
         self.commits: list[tuple[str, int, int, str]] = []
         self.seeks: list[tuple[Partition, int]] = []
+        self.refuse = 0  # periodic commits to refuse, as a broker does during a rebalance
         self.brokers_up = True
 
     def committed(self, tp: Partition) -> int | None:
@@ -110,6 +111,11 @@ class FakeSource:
         return len(self.logs[tp])
 
     async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
+        if asynchronous and self.refuse and commits:
+            self.refuse -= 1  # reported later, as librdkafka's on_commit is
+            refused = [(t, p) for t, p, _o, _m in commits]
+            asyncio.get_running_loop().call_soon(self.listeners.commit_failed, refused)
+            return
         self.commits += commits
 
     async def probe(self, timeout: float = 2.0) -> None:

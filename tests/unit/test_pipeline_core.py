@@ -39,6 +39,18 @@ def test_the_commit_never_passes_an_unacknowledged_record() -> None:
     run_core(scenario, {TP: [track(i) for i in range(5)]})
 
 
+def test_a_refused_commit_is_made_again_though_nothing_changed_since() -> None:
+    async def scenario(core: Core) -> None:
+        await core.until(lambda: len(core.sink.jobs) == 3, "three jobs submitted")
+        core.source.refuse = 2
+        for offset in range(3):
+            core.sink.ack(offset)
+        await core.until(lambda: core.source.refuse == 0, "both refusals")
+        await core.until(lambda: core.committed() == 3, "the refused commit made again")
+
+    run_core(scenario, {TP: [track(i) for i in range(3)]})
+
+
 def test_dead_lettered_records_are_done_only_once_the_broker_has_them() -> None:
     async def scenario(core: Core) -> None:
         await core.until(lambda: len(core.dlq.sent) == 1, "the garbage dead-lettered")
