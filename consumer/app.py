@@ -182,6 +182,7 @@ class Pipeline:
     async def _open_clients(self) -> None:
         """One FullStory client per destination, its key checked with `GET /me` first."""
         cfg = self.config
+        tls = cfg.fullstory_tls()
         for dest in cfg.destinations:
             settings = dest.settings
             if dest.unknown_settings:
@@ -198,12 +199,15 @@ class Pipeline:
             if not self._owns_clients:
                 continue
             assert settings.api_key  # checked by load_config
+            proxy = cfg.proxies.for_url(settings.resolved_api_host)
             client = FullStoryClient(
                 settings.resolved_api_host,
                 settings.api_key,
                 self.metrics,
                 timeout=cfg.delivery.request_timeout,
                 connections=max(cfg.delivery.concurrency, 2 * cfg.batch.max_jobs + 1),
+                proxy=proxy,
+                ssl_context=tls,
             )
             self._clients[dest.name] = client
             org = await client.check_credentials(settings.org)
@@ -213,6 +217,7 @@ class Pipeline:
                     "destination": dest.name,
                     "org": org,
                     "api_host": settings.resolved_api_host,
+                    "proxy": proxy.address if proxy else None,  # never its credentials
                 },
             )
 
