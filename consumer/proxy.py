@@ -168,15 +168,15 @@ class ProxySettings:
         return None if bypasses(self.no_proxy, parts.hostname, port) else proxy
 
 
-def refusal(proxy: Proxy, status: int, reason: str, target: str) -> str:
-    """What to tell the operator when the proxy answered `status` instead of carrying a request
-    to `target`: a 407 says whether credentials are missing or wrong."""
+def refusal(proxy: Proxy, status: int, reason: str) -> str:
+    """What to tell the operator when the proxy answered `status` instead of carrying a
+    request: a 407 says whether credentials are missing or wrong."""
     reason = "".join(c for c in reason[:80] if c.isprintable()).strip()
     answer = f"HTTP {status} {reason}".rstrip()
     if status == 407 and proxy.credentials is None:
-        fix = "; the proxy wants credentials: give them as user:password@ in its URL"
+        fix = f"; it wants credentials: give them as user:password@ in {proxy.source}"
     elif status == 407:
-        fix = "; the proxy rejected its credentials: fix the user:password@ in its URL"
+        fix = f"; it rejected the credentials: fix the user:password@ in {proxy.source}"
     else:
-        fix = ""
-    return f"{proxy} refused to carry requests to {target} ({answer}){fix}"
+        fix = f"; check that {proxy.source} names the right proxy and that it may reach there"
+    return f"{proxy} refused to carry the request ({answer}){fix}"

@@ -175,7 +175,8 @@ class RegistryClient:
             ) from None
         status = response.status_code
         if status == 407 and self.proxy is not None:
-            raise RegistryUnavailable(refusal(self.proxy, status, response.reason_phrase, url))
+            reason = refusal(self.proxy, status, response.reason_phrase)
+            raise RegistryUnavailable(f"{method} {url}: {reason}")
         if status in (401, 403, 408, 429) or status >= 500:
             raise RegistryUnavailable(f"{method} {url} answered {status}: {response.text[:200]}")
         return response

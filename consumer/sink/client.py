@@ -161,16 +161,17 @@ class FullStoryClient:
             )
         except TransportError as exc:
             proxy = self._pool.proxy
-            check = "" if proxy is None else f"the proxy ({proxy.source} and NO_PROXY), "
+            if exc.kind == "proxy":  # the message says what the proxy did and what to fix
+                raise FullStoryError(f"cannot reach FullStory at {self._api_host}: {exc}") from None
+            check = "" if proxy is None else f"the proxy ({proxy.source}, NO_PROXY), "
             raise FullStoryError(
                 f"cannot reach FullStory at {self._api_host} ({exc}); "
                 f"check {check}--api-host and the network"
             ) from None
         proxy = self._pool.proxy
         if status == 407 and proxy is not None:
-            raise FullStoryError(
-                refusal(proxy, status, "Proxy Authentication Required", self._api_host)
-            )
+            reason = refusal(proxy, status, "Proxy Authentication Required")
+            raise FullStoryError(f"cannot reach FullStory at {self._api_host}: {reason}")
         if status in (401, 403):
             raise AuthenticationError(
                 f"FullStory at {self._api_host} rejected the API key (HTTP {status}); set a "

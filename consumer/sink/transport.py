@@ -428,7 +428,7 @@ class ConnectionPool:
                 )
         except OSError as exc:
             self._free_slot()
-            where = self._origin if self.proxy is None else f"{self.proxy} for {self._origin}"
+            where = self._origin if self.proxy is None else self.proxy
             raise TransportError(f"cannot connect to {where} ({exc})", "connect") from None
         except BaseException:
             self._free_slot()
@@ -449,7 +449,7 @@ class ConnectionPool:
             raw.write(self._tunnel)
             status, reason = await reply.status
             if status != 200:
-                raise TransportError(refusal(proxy, status, reason, self._origin), "proxy")
+                raise TransportError(refusal(proxy, status, reason), "proxy")
             connection = _Connection(loop, self._origin)
             tls = await loop.start_tls(raw, connection, self._ssl, server_hostname=self._host)
         except BaseException:
