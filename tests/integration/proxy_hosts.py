@@ -7,7 +7,7 @@ from proxy.http.parser import HttpParser
 from proxy.http.proxy import HttpProxyBasePlugin
 
 
-class LoopbackTestHosts(HttpProxyBasePlugin):  # type: ignore[misc]
+class LoopbackTestHosts(HttpProxyBasePlugin):
     """`*.test` → 127.0.0.1; every other name as the system resolves it."""
 
     def resolve_dns(self, host: str, port: int) -> tuple[str | None, None]:
