@@ -32,6 +32,7 @@ from consumer.pipeline.router import Router
 from consumer.record import Partition
 from consumer.sink.batch import BatchSink, Persist
 from consumer.sink.client import Abandoned, FullStoryClient
+from consumer.sink.connect import open_clients, warn_settings
 from consumer.sink.contract import Done, Fatal, Sink
 from consumer.sink.realtime import RealtimeSink
 from consumer.source import Commits, KafkaSource, Listeners, Partitions, Source, consumer_config
@@ -179,48 +180,6 @@ class Pipeline:
             )
         return RealtimeSink(cfg.delivery.concurrency, on_done, on_fatal)
 
-    async def _open_clients(self) -> None:
-        """One FullStory client per destination, its key checked with `GET /me` first."""
-        cfg = self.config
-        tls = cfg.fullstory_tls()
-        for dest in cfg.destinations:
-            settings = dest.settings
-            if dest.unknown_settings:
-                log.warning(
-                    "unknown destination settings ignored",
-                    extra={"destination": dest.name, "keys": list(dest.unknown_settings)},
-                )
-            if settings.record_only_this_iframe:
-                log.warning(
-                    "recordOnlyThisIFrame only affects FullStory's browser snippet; it has no "
-                    "effect on server-side delivery",
-                    extra={"destination": dest.name},
-                )
-            if not self._owns_clients:
-                continue
-            assert settings.api_key  # checked by load_config
-            proxy = cfg.proxies.for_url(settings.resolved_api_host)
-            client = FullStoryClient(
-                settings.resolved_api_host,
-                settings.api_key,
-                self.metrics,
-                timeout=cfg.delivery.request_timeout,
-                connections=max(cfg.delivery.concurrency, 2 * cfg.batch.max_jobs + 1),
-                proxy=proxy,
-                ssl_context=tls,
-            )
-            self._clients[dest.name] = client
-            org = await client.check_credentials(settings.org)
-            log.info(
-                "FullStory credentials accepted",
-                extra={
-                    "destination": dest.name,
-                    "org": org,
-                    "api_host": settings.resolved_api_host,
-                    "proxy": proxy.address if proxy else None,  # never its credentials
-                },
-            )
-
     def _build(self) -> tuple[_Core, Sink]:
         cfg = self.config
         source = self._make_source(Listeners(self._on_assign, self._on_revoke, self._on_lost))
@@ -269,7 +228,9 @@ class Pipeline:
         """Consume until `stop()` (or a fatal error), then drain and leave the group."""
         sink: Sink | None = None
         try:
-            await self._open_clients()
+            warn_settings(self.config)
+            if self._owns_clients:
+                await open_clients(self.config, self.metrics, self._clients)
             core, sink = self._build()
             self._core, self._sink = core, sink
             source = core.source

@@ -2,12 +2,9 @@
 
 Batches are segments of one partition: consecutive records, sealed when `max_items` is reached or
 `linger` seconds after the first. A sealed segment becomes up to two import jobs (users, events),
-created with `POST /v2/{users|events}/batch` under an Idempotency-Key derived from the segment's
-partition, offset range and items, polled until no longer PROCESSING; on FAILED the `/errors`
-pages are mapped back to items by what FullStory echoes (`consumer.sink.batch_errors`: an error
-that cannot be placed on exactly one item refuses every candidate, so nothing refused counts as
-imported) and each failed item's record gets a `Rejected`. A record is done when all its requests
-are.
+run by `consumer.sink.import_job` under an Idempotency-Key derived from the segment's partition,
+offset range and items; each failed item's record gets a `Rejected`. A record is done when all its
+requests are.
 
 No duplicates after a crash or a rebalance: FullStory's batch import has no per-item idempotency,
 so the same records must form the same job again. Before a segment's jobs are created, the
@@ -28,18 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote
-
-import orjson
 
 from consumer.record import Partition
-from consumer.sink.batch_errors import map_errors
 from consumer.sink.client import (
     Abandoned,
     AuthenticationError,
@@ -48,13 +39,13 @@ from consumer.sink.client import (
     json_body,
 )
 from consumer.sink.contract import Done, Fatal, Job
+from consumer.sink.import_job import ImportJobs
 from consumer.transform import Request
 
 log = logging.getLogger(__name__)
 
 MAX_ITEMS = 50_000  # FullStory's limit per import job
 KINDS = {("POST", "/v2/users"): "users", ("POST", "/v2/events"): "events"}
-_KEY_NAMESPACE = b"segment-fullstory-consumer/batch-import/v1"
 _PLAN_PREFIX = "fsc1:"
 
 Persist = Callable[[Partition, str], Awaitable[None]]
@@ -105,6 +96,42 @@ class _Segment:
             self.items.append(_Item(tracker, kind, body, request.idempotency_key))
 
 
+class _Order:
+    """Per partition, the unfinished work in order: a single request starts after everything
+    sealed before it, and a segment sealed after a single request is created after it."""
+
+    def __init__(self) -> None:
+        self._unfinished: dict[Partition, set[asyncio.Future[None]]] = {}
+        self._barrier: dict[Partition, asyncio.Future[None]] = {}
+
+    def after(self, tp: Partition) -> asyncio.Future[None] | None:
+        """What a new segment of the partition must wait for: its last single request."""
+        return self._barrier.get(tp)
+
+    def sealed(self, tp: Partition, done: asyncio.Future[None]) -> None:
+        self._unfinished.setdefault(tp, set()).add(done)
+
+    def single(self, tp: Partition) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
+        """A single request's turn: the work it waits for, and its own completion."""
+        unfinished = self._unfinished.setdefault(tp, set())
+        earlier = list(unfinished)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        unfinished.add(done)
+        self._barrier[tp] = done
+        return earlier, done
+
+    def finished(self, tp: Partition, done: asyncio.Future[None]) -> None:
+        if not done.done():
+            done.set_result(None)
+        unfinished = self._unfinished.get(tp)
+        if unfinished is not None:
+            unfinished.discard(done)
+            if not unfinished:
+                del self._unfinished[tp]
+        if self._barrier.get(tp) is done:
+            del self._barrier[tp]
+
+
 def plan_metadata(ranges: list[tuple[int, int]]) -> str:
     """The commit metadata that records a partition's unfinished segments."""
     return _PLAN_PREFIX + ",".join(f"{a}-{b}" for a, b in ranges) if ranges else ""
@@ -121,17 +148,6 @@ def parse_plan(metadata: str | None) -> list[tuple[int, int]]:
             return []
         ranges.append((int(first), int(last)))
     return sorted(ranges)
-
-
-def batch_key(kind: str, keys: list[str], segment: str = "") -> str:
-    """The create's Idempotency-Key: a UUID-shaped digest of the segment (partition and offset
-    range), the kind and the sorted item keys."""
-    digest = hashlib.sha1(_KEY_NAMESPACE, usedforsecurity=False)
-    digest.update(segment.encode() + b"\n" + kind.encode())
-    for key in sorted(keys):
-        digest.update(b"\n" + key.encode())
-    text = digest.hexdigest()[:32]
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class BatchSink:
@@ -158,9 +174,9 @@ class BatchSink:
         self._max_items = max_items
         self._linger = linger
         self._max_jobs = max_jobs_in_flight
-        self._poll_interval = poll_interval
         self._persist = persist
         self._stopping = asyncio.Event()
+        self._jobs = ImportJobs(self._stopping, poll_interval)
         self._wake = asyncio.Event()
         self._open: dict[Partition, _Segment] = {}
         self._ready: deque[_Segment] = deque()
@@ -168,11 +184,10 @@ class BatchSink:
         self._singles: set[asyncio.Task[None]] = set()
         self._free_slots = max_jobs_in_flight
         # Per partition: sealed segments not finished (their ranges are the plan), restored plans
-        # still to re-form, unfinished work in order, and the last single request.
+        # still to re-form, and the order of its unfinished work.
         self._sealed: dict[Partition, list[_Segment]] = {}
         self._plans: dict[Partition, deque[tuple[int, int]]] = {}
-        self._unfinished: dict[Partition, set[asyncio.Future[None]]] = {}
-        self._barrier: dict[Partition, asyncio.Future[None]] = {}
+        self._order = _Order()
         self._scheduler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -252,7 +267,7 @@ class BatchSink:
                 tp,
                 job.client,
                 loop.time(),
-                self._barrier.get(tp),
+                self._order.after(tp),
                 loop.create_future(),
                 planned[1] if planned else None,
             )
@@ -272,32 +287,17 @@ class BatchSink:
         segment = self._open.get(tp)
         if segment is not None:
             self._seal(segment)
-        unfinished = self._unfinished.setdefault(tp, set())
-        earlier = list(unfinished)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        unfinished.add(done)
-        self._barrier[tp] = done
+        earlier, done = self._order.single(tp)
         task = asyncio.create_task(self._single(tracker, request, earlier, done))
         self._singles.add(task)
         task.add_done_callback(self._singles.discard)
 
     def _seal(self, segment: _Segment) -> None:
         del self._open[segment.tp]
-        self._unfinished.setdefault(segment.tp, set()).add(segment.done)
+        self._order.sealed(segment.tp, segment.done)
         self._sealed.setdefault(segment.tp, []).append(segment)
         self._ready.append(segment)
         self._wake.set()
-
-    def _finished(self, tp: Partition, done: asyncio.Future[None]) -> None:
-        if not done.done():
-            done.set_result(None)
-        unfinished = self._unfinished.get(tp)
-        if unfinished is not None:
-            unfinished.discard(done)
-            if not unfinished:
-                del self._unfinished[tp]
-        if self._barrier.get(tp) is done:
-            del self._barrier[tp]
 
     async def _schedule(self) -> None:
         """Seal lingering segments and start sealed ones while fewer than the limit run."""
@@ -336,7 +336,7 @@ class BatchSink:
             return
         finally:
             self._free_slots += 1
-            self._finished(segment.tp, segment.done)
+            self._order.finished(segment.tp, segment.done)
             self._wake.set()
         sealed = self._sealed.get(segment.tp, [])
         if segment in sealed:
@@ -364,7 +364,7 @@ class BatchSink:
             self._on_fatal(exc)
             return
         finally:
-            self._finished(tp, done)
+            self._order.finished(tp, done)
             self._wake.set()
         self._settle(tracker, result)
 
@@ -382,9 +382,16 @@ class BatchSink:
         for i, item in enumerate(segment.items):
             positions.setdefault(item.kind, []).append(i)
         name = f"{segment.tp[0]}/{segment.tp[1]}/{segment.first}-{segment.last}"
+        items = segment.items
         outcomes = await asyncio.gather(
             *(
-                self._import(segment.client, kind, [segment.items[i] for i in idx], name)
+                self._jobs.run(
+                    segment.client,
+                    kind,
+                    [items[i].body for i in idx],
+                    [items[i].key for i in idx],
+                    name,
+                )
                 for kind, idx in positions.items()
             )
         )
@@ -393,125 +400,6 @@ class BatchSink:
             for i, result in zip(idx, outcome, strict=True):
                 results[i] = result
         return results
-
-    async def _import(
-        self, client: FullStoryClient, kind: str, items: list[_Item], name: str
-    ) -> list[Rejected | None]:
-        """One import job: create, wait, read its errors. The request body exists only while
-        the create is being sent."""
-        key = batch_key(kind, [item.key for item in items], name)
-        created = await client.call(
-            "POST",
-            f"/v2/{kind}/batch",
-            b'{"requests":[' + b",".join(item.body for item in items) + b"]}",
-            key,
-            self._stopping,
-        )
-        if isinstance(created, Rejected):
-            log.warning(
-                "batch import rejected as a whole; sending its items one by one",
-                extra={
-                    "kind": kind,
-                    "items": len(items),
-                    "status": created.status,
-                    "code": created.code,
-                    "error": created.message,
-                },
-            )
-            return await self._one_by_one(client, kind, items)
-        job_id = str(orjson.loads(created.content)["job"]["id"])
-        base = f"/v2/{kind}/batch/{job_id}"
-        status = await self._wait_for_job(client, base)
-        if status is None:
-            log.warning(
-                "batch import job vanished; sending its items one by one",
-                extra={"kind": kind, "job": job_id, "items": len(items)},
-            )
-            return await self._one_by_one(client, kind, items)
-        if status.get("job", {}).get("status") == "COMPLETED":
-            return [None] * len(items)
-        counted = status.get("errors")
-        errors = await self._errors(client, base)
-        if errors is None:  # unreadable: every item is refused rather than counted as imported
-            errors, counted = [], len(items)
-        mapping = map_errors(
-            kind,
-            [orjson.loads(item.body) for item in items],
-            errors,
-            counted if isinstance(counted, int) else None,
-        )
-        if mapping.ambiguous or mapping.unmatched:
-            log.error(
-                "batch import errors that cannot be placed on exactly one item; every candidate "
-                "goes to the dead-letter topic",
-                extra={
-                    "kind": kind,
-                    "job": job_id,
-                    "ambiguous": mapping.ambiguous,
-                    "unmatched": mapping.unmatched,
-                },
-            )
-        return mapping.results
-
-    async def _one_by_one(
-        self, client: FullStoryClient, kind: str, items: list[_Item]
-    ) -> list[Rejected | None]:
-        """Fallback: each item to the single endpoint, in order (keeps each user's order)."""
-        results: list[Rejected | None] = []
-        for item in items:
-            answer = await client.call("POST", f"/v2/{kind}", item.body, item.key, self._stopping)
-            results.append(answer if isinstance(answer, Rejected) else None)
-        return results
-
-    async def _wait_for_job(self, client: FullStoryClient, base: str) -> dict[str, Any] | None:
-        """Poll the job until it leaves PROCESSING and return its status answer; None when
-        FullStory no longer knows it. Quick jobs are seen done quickly, long ones cost few calls:
-        the wait starts at 0.1 s and grows by half each time up to `poll_interval`."""
-        wait = min(0.1, self._poll_interval)
-        while True:
-            await self._sleep(wait)
-            wait = min(wait * 1.5, self._poll_interval)
-            answer = await client.call("GET", base, None, None, self._stopping)
-            if isinstance(answer, Rejected):
-                return None
-            status: dict[str, Any] = orjson.loads(answer.content)
-            if status.get("job", {}).get("status") in ("COMPLETED", "FAILED"):
-                return status
-
-    async def _errors(self, client: FullStoryClient, base: str) -> list[dict[str, Any]] | None:
-        """Every error item of a finished job, page by page; None when FullStory refuses to
-        list them. Paging stops at an empty or an already seen token, as FullStory's SDK does,
-        so a repeated token cannot loop for ever."""
-        errors: list[dict[str, Any]] = []
-        token: str | None = None
-        seen: set[str] = set()
-        while True:
-            path = f"{base}/errors" + (f"?page_token={quote(token, safe='')}" if token else "")
-            answer = await client.call("GET", path, None, None, self._stopping)
-            if isinstance(answer, Rejected):
-                log.error(
-                    "cannot read a batch import's errors; its items go to the dead-letter topic",
-                    extra={"path": base, "status": answer.status, "code": answer.code},
-                )
-                return None
-            if answer.status == 202:  # results not ready yet
-                await self._sleep(self._poll_interval)
-                continue
-            page = orjson.loads(answer.content)
-            errors.extend(item for item in page.get("results", []) if isinstance(item, dict))
-            token = page.get("next_page_token")
-            if not token or token in seen:
-                return errors
-            seen.add(token)
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but give up at once when the sink is closing."""
-        try:
-            async with asyncio.timeout(seconds):  # unlike wait_for, never swallows a cancel
-                await self._stopping.wait()
-        except TimeoutError:
-            return
-        raise Abandoned()
 
     async def close(self) -> None:
         """Abandon what is left (it stays uncommitted, so it is redelivered) and stop."""

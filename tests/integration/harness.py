@@ -116,6 +116,23 @@ def lag(bootstrap: str, group: str, topic: str, partitions: int = 6) -> int:
         consumer.close()
 
 
+def offsets(bootstrap: str, group: str, topic: str, partitions: int = 6) -> str:
+    """Each partition's committed offset, its metadata and its end: what a test that timed out
+    waiting for the lag shows."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        lines = []
+        for tp in consumer.committed(tps, timeout=10):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lines.append(
+                f"partition {tp.partition}: committed {tp.offset} {tp.metadata!r} end {high}"
+            )
+        return "\n".join(lines)
+    finally:
+        consumer.close()
+
+
 def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
     """Read a topic from the beginning until `expect` records arrived (or the time is up)."""
     consumer = Consumer(

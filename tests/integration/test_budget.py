@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from harness import API_KEY, lag, many_events, wait_for, write_jsonl
+from harness import API_KEY, lag, many_events, offsets, wait_for, write_jsonl
 
 from consumer.budget_log import read_book
 from consumer.localenv import LocalBroker
@@ -75,7 +75,16 @@ def test_the_budget_holds_group_wide_through_a_kill_a_restart_and_a_join(
     members[0] = member()
     produce_file(bootstrap, topic_name, write_jsonl(tmp_path / "b.jsonl", second))
     members.append(member())  # a third joins mid-run
-    wait_for(lambda: lag(bootstrap, group, topic_name) == 0, 180, "every record done")
+    wait_for(
+        lambda: lag(bootstrap, group, topic_name) == 0,
+        180,
+        "every record done",
+        lambda: (
+            offsets(bootstrap, group, topic_name)
+            + "\n"
+            + "\n".join(m.log()[-6000:] for m in members)
+        ),
+    )
     for proc in members:
         assert proc.stop() == 0, proc.log()
 

@@ -19,10 +19,11 @@ from consumer.emulator.server import STATE
 from consumer.emulator.state import EmulatorState
 from consumer.metrics import Metrics
 from consumer.record import Record
-from consumer.sink.batch import BatchSink, batch_key, parse_plan, plan_metadata
+from consumer.sink.batch import BatchSink, parse_plan, plan_metadata
 from consumer.sink.batch_errors import UNMATCHED
 from consumer.sink.client import AuthenticationError, FullStoryClient, Rejected
 from consumer.sink.contract import Job
+from consumer.sink.import_job import batch_key
 from consumer.sink.retry import Backoff
 from consumer.transform import Request
 
