@@ -148,17 +148,17 @@ class RegistryClient:
         verify: ssl.SSLContext | bool = _ssl_context(settings) or True
         proxies = settings.proxies or ProxySettings.read(None, os.environ)
         self.proxy = proxies.for_url(self.url)
-        # The client's one transport is built here, so the proxy is the one chosen above and
-        # httpx does not apply its own reading of the environment's proxies on top.
-        transport = httpx.HTTPTransport(
-            verify=verify, proxy=httpx.Proxy(self.proxy.url) if self.proxy else None
-        )
-        self._client = client or httpx.Client(
-            timeout=settings.timeout,
-            auth=httpx.BasicAuth(*auth) if auth else None,
-            transport=transport,
-            headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
-        )
+        if client is None:
+            # The client's one transport is built here, so the proxy is the one chosen above
+            # and httpx does not apply its own reading of the environment's proxies on top.
+            proxy = httpx.Proxy(self.proxy.url) if self.proxy else None
+            client = httpx.Client(
+                timeout=settings.timeout,
+                auth=httpx.BasicAuth(*auth) if auth else None,
+                transport=httpx.HTTPTransport(verify=verify, proxy=proxy),
+                headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
+            )
+        self._client = client
         self._registered: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
