@@ -127,6 +127,8 @@ def _add_tools(sub: Any) -> None:
         type=int,
         help="server events per API key before the excess is counted as over_quota (still stored)",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    p.add_argument("--tls-key", metavar="FILE", help="its PEM key (default: in --tls-cert)")
 
     p = sub.add_parser("dlq", help="dead-letter topic tools")
     dlq = p.add_subparsers(dest="dlq_command", required=True)
@@ -298,6 +300,10 @@ def _require_tools(command: str) -> None:
 def cmd_emulator(args: argparse.Namespace) -> int:
     _require_tools("emulator")
     from consumer.emulator import EmulatorConfig, serve
+    from consumer.emulator.server import tls_context
+
+    if args.tls_key and not args.tls_cert:
+        raise UserError("--tls-key needs --tls-cert (the certificate it belongs to)")
 
     config = EmulatorConfig(
         api_keys=tuple(args.api_key or ("test-key",)),
@@ -308,7 +314,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         event_quota=args.event_quota,
     )
-    serve(config, host=args.host, port=args.port)
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    serve(config, host=args.host, port=args.port, tls=tls)
     return 0
 
 

@@ -28,6 +28,7 @@ from consumer.options import (
     BudgetOptions,
     DeliveryOptions,
     DlqOptions,
+    EgressOptions,
     KafkaOptions,
     LimitsOptions,
     LogsOptions,
@@ -36,6 +37,7 @@ from consumer.options import (
     RegistryOptions,
     Section,
 )
+from consumer.proxy import ProxySettings
 from consumer.transform import DestinationSettings, SettingsError
 
 
@@ -60,6 +62,8 @@ class Config:
     destinations: tuple[Destination, ...]
     kafka: KafkaOptions
     registry: RegistryOptions
+    egress: EgressOptions
+    proxies: ProxySettings  # from egress.proxy and the environment's proxy variables
     delivery: DeliveryOptions
     batch: BatchOptions
     limits: LimitsOptions
@@ -81,7 +85,28 @@ class Config:
             key_location=registry.key,
             key_password=registry.key_password,
             timeout=self.delivery.request_timeout,
+            proxies=self.proxies,
         )
+
+    def fullstory_tls(self) -> ssl.SSLContext:
+        """How FullStory's TLS is verified: with `fullstory_ca` if given, else the system's CAs.
+        ConfigError when that file is not a readable PEM bundle."""
+        path = self.egress.fullstory_ca
+        if not path:
+            return ssl.create_default_context()
+        option = OPTION["fullstory_ca"]
+        try:
+            return ssl.create_default_context(cafile=path)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"fullstory_ca {path} holds no usable PEM CA certificate ({exc.reason or exc}); "
+                f"give a PEM bundle with {option.flag} or {option.env}"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"fullstory_ca {path} cannot be read ({exc.strerror}); fix {option.flag} or "
+                f"{option.env}"
+            ) from None
 
     @property
     def topics(self) -> list[str]:
@@ -355,6 +380,8 @@ def load_config(
         destinations=tuple(destinations),
         kafka=_section(KafkaOptions, values),
         registry=_section(RegistryOptions, values),
+        egress=_section(EgressOptions, values),
+        proxies=ProxySettings.read(values["proxy"], env),
         delivery=_section(DeliveryOptions, values),
         batch=_section(BatchOptions, values),
         limits=_section(LimitsOptions, values),
@@ -364,4 +391,5 @@ def load_config(
         metrics=_section(MetricsOptions, values),
     )
     _check_registry(config)
+    config.fullstory_tls()  # refuses an unusable fullstory_ca before anything starts
     return config

@@ -52,6 +52,12 @@ class RegistryOptions(Section):
 
 
 @dataclass(frozen=True, repr=False)
+class EgressOptions(Section):
+    proxy: str | None  # None: the environment's proxies (consumer/proxy.py)
+    fullstory_ca: str | None
+
+
+@dataclass(frozen=True, repr=False)
 class DeliveryOptions(Section):
     mode: str
     concurrency: int
@@ -210,6 +216,28 @@ OPTIONS: tuple[Option, ...] = (
         default_doc="`https://api.fullstory.com` (an `org` ending in `-eu1`: "
         "`https://api.eu1.fullstory.com`)",
         chart="`fullstory.apiHost`",
+    ),
+    Option(
+        "proxy",
+        str,
+        "HTTP proxy for FullStory and the Schema Registry, `http://[user:password@]host:port`, "
+        "or `none` for no proxy; hosts in `NO_PROXY` still bypass it (see Proxies and CAs)",
+        section=EgressOptions,
+        attr="proxy",
+        env="FULLSTORY_CONSUMER_PROXY",
+        flag="--proxy",
+        secret=True,
+        default_doc="`HTTPS_PROXY` / `HTTP_PROXY` from the environment, if set",
+    ),
+    Option(
+        "fullstory_ca",
+        str,
+        "CA bundle (PEM) to verify FullStory's TLS with, e.g. a TLS-inspecting proxy's CA",
+        section=EgressOptions,
+        attr="fullstory_ca",
+        env="FULLSTORY_CONSUMER_FULLSTORY_CA",
+        flag="--fullstory-ca",
+        default_doc="the system's CAs",
     ),
     Option(
         "settings",

@@ -2,13 +2,16 @@
 
 Works with Confluent Schema Registry, Confluent Cloud (basic auth with an API key) and Apicurio's
 `/apis/ccompat/v7` API. The secret of `basic.auth.user.info` (or of a URL's user info) is kept
-out of every message, repr and log line this module makes.
+out of every message, repr and log line this module makes, and so are a proxy's credentials:
+requests go through the proxy `consumer.proxy` picks for the registry's URL, by the same rules
+as FullStory's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import ssl
 import threading
 import time
@@ -19,6 +22,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import fastavro
 import httpx
+
+from consumer.proxy import ProxySettings, refusal
 
 
 class SchemaNotFound(Exception):
@@ -61,6 +66,7 @@ class RegistrySettings:
     key_location: str | None = None
     key_password: str | None = field(default=None, repr=False)
     timeout: float = 5.0
+    proxies: ProxySettings | None = None  # None: the environment's (consumer.proxy)
 
     @classmethod
     def from_mapping(cls, conf: dict[str, Any]) -> RegistrySettings:
@@ -140,12 +146,19 @@ class RegistryClient:
         if settings.basic_auth_user_info is not None:
             auth = _user_info(settings.basic_auth_user_info)
         verify: ssl.SSLContext | bool = _ssl_context(settings) or True
-        self._client = client or httpx.Client(
-            timeout=settings.timeout,
-            auth=httpx.BasicAuth(*auth) if auth else None,
-            verify=verify,
-            headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
-        )
+        proxies = settings.proxies or ProxySettings.read(None, os.environ)
+        self.proxy = proxies.for_url(self.url)
+        if client is None:
+            # The client's one transport is built here, so the proxy is the one chosen above
+            # and httpx does not apply its own reading of the environment's proxies on top.
+            proxy = httpx.Proxy(self.proxy.url) if self.proxy else None
+            client = httpx.Client(
+                timeout=settings.timeout,
+                auth=httpx.BasicAuth(*auth) if auth else None,
+                transport=httpx.HTTPTransport(verify=verify, proxy=proxy),
+                headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
+            )
+        self._client = client
         self._registered: dict[tuple[str, str], int] = {}
 
     def __repr__(self) -> str:
@@ -153,13 +166,17 @@ class RegistryClient:
 
     def _request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         url = f"{self.url}{path}"
+        via = "" if self.proxy is None else f" through {self.proxy}"
         try:
             response = self._client.request(method, url, json=body)
         except httpx.HTTPError as exc:
-            raise RegistryUnavailable(f"{method} {url} failed: {type(exc).__name__}: {exc}") from (
-                None
-            )
+            raise RegistryUnavailable(
+                f"{method} {url}{via} failed: {type(exc).__name__}: {exc}"
+            ) from None
         status = response.status_code
+        if status == 407 and self.proxy is not None:
+            reason = refusal(self.proxy, status, response.reason_phrase)
+            raise RegistryUnavailable(f"{method} {url}: {reason}")
         if status in (401, 403, 408, 429) or status >= 500:
             raise RegistryUnavailable(f"{method} {url} answered {status}: {response.text[:200]}")
         return response

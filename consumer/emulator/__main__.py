@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from consumer.emulator.server import serve
+from consumer.emulator.server import serve, tls_context
 from consumer.emulator.state import EmulatorConfig
 
 
@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--event-quota", type=int, default=None, help="server events per key (excess counted)"
     )
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", metavar="FILE", help="its PEM key (default: in --tls-cert)")
     args = parser.parse_args(argv)
+    if args.tls_key and not args.tls_cert:
+        parser.error("--tls-key needs --tls-cert (the certificate it belongs to)")
     config = EmulatorConfig(
         api_keys=tuple(args.api_keys) if args.api_keys else defaults.api_keys,
         org_id=args.org_id,
@@ -35,7 +39,12 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
         event_quota=args.event_quota,
     )
-    serve(config, args.host, args.port)
+    serve(
+        config,
+        args.host,
+        args.port,
+        tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None,
+    )
 
 
 if __name__ == "__main__":

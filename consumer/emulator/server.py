@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -321,13 +322,28 @@ def create_app(config: EmulatorConfig) -> web.Application:
     return app
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
+    """The server side of HTTPS from a PEM certificate (chain) and its key (None: in the
+    certificate's file); UserError when they cannot be used."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as exc:  # ssl.SSLError included
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise UserError(
+            f"cannot use --tls-cert {cert} / --tls-key {key} ({reason}); give a PEM "
+            "certificate and its PEM key"
+        ) from None
+    return context
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     runner = web.AppRunner(
         create_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True, ssl_context=tls)
         try:
             await site.start()
         except OSError as exc:
@@ -340,12 +356,19 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
             loop.add_signal_handler(signum, stop.set)
         bound = runner.addresses[0][1]
         shown = f"[{host}]" if ":" in host else host
-        print(f"emulator listening on http://{shown}:{bound}", flush=True)
+        scheme = "https" if tls else "http"
+        print(f"emulator listening on {scheme}://{shown}:{bound}", flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()
 
 
-def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Run the emulator until SIGTERM or SIGINT (blocking). Port 0 picks a free port."""
-    asyncio.run(_serve(config, host, port))
+def serve(
+    config: EmulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    tls: ssl.SSLContext | None = None,
+) -> None:
+    """Run the emulator until SIGTERM or SIGINT (blocking), over HTTPS with `tls` (see
+    `tls_context`). Port 0 picks a free port."""
+    asyncio.run(_serve(config, host, port, tls))

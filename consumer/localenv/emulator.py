@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -23,7 +24,9 @@ class EmulatorError(UserError):
 
 
 class EmulatorProcess:
-    """`fullstory-consumer emulator` on a loopback port, stopped by pid."""
+    """`fullstory-consumer emulator` on a loopback port, stopped by pid. With `tls` (the PEM
+    certificate and key files) it serves HTTPS, and `ca` (a PEM file) is what this object
+    trusts for its own requests to it."""
 
     def __init__(
         self,
@@ -31,13 +34,18 @@ class EmulatorProcess:
         api_keys: tuple[str, ...] = ("test-key",),
         org_id: str = "o-TEST-na1",
         args: tuple[str, ...] = (),
+        tls: tuple[str, str] | None = None,
+        ca: str | None = None,
     ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.api_keys = api_keys
         self._args = ["--port", str(self.port), "--org-id", org_id, *args]
+        if tls:
+            self._args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         for key in api_keys:
             self._args += ["--api-key", key]
+        self._verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -53,7 +61,7 @@ class EmulatorProcess:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise EmulatorError(f"emulator exited with {self._proc.returncode}: {err[-2000:]}")
             try:
-                httpx.get(f"{self.url}/emulator/stats", timeout=1.0)
+                httpx.get(f"{self.url}/emulator/stats", timeout=1.0, verify=self._verify)
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -81,7 +89,9 @@ class EmulatorProcess:
     def requests(self, include_rejected: bool = False) -> list[dict[str, Any]]:
         """Every request the emulator accepted (with `replay` marking idempotent replays)."""
         params = {"all": "1"} if include_rejected else {}
-        response = httpx.get(f"{self.url}/emulator/requests", params=params, timeout=30.0)
+        response = httpx.get(
+            f"{self.url}/emulator/requests", params=params, timeout=30.0, verify=self._verify
+        )
         response.raise_for_status()
         data: list[dict[str, Any]] = response.json()
         return data
@@ -92,7 +102,7 @@ class EmulatorProcess:
 
     def stats(self) -> dict[str, Any]:
         """`GET /emulator/stats`: counters, and per API key `server_events` / `over_quota`."""
-        response = httpx.get(f"{self.url}/emulator/stats", timeout=30.0)
+        response = httpx.get(f"{self.url}/emulator/stats", timeout=30.0, verify=self._verify)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
@@ -105,7 +115,11 @@ class EmulatorProcess:
         return {"server_events": 0, "over_quota": 0, **counts}
 
     def faults(self, **faults: Any) -> None:
-        httpx.post(f"{self.url}/emulator/faults", json=faults, timeout=10.0).raise_for_status()
+        httpx.post(
+            f"{self.url}/emulator/faults", json=faults, timeout=10.0, verify=self._verify
+        ).raise_for_status()
 
     def reset(self) -> None:
-        httpx.post(f"{self.url}/emulator/reset", timeout=10.0).raise_for_status()
+        httpx.post(
+            f"{self.url}/emulator/reset", timeout=10.0, verify=self._verify
+        ).raise_for_status()

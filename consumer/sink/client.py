@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import orjson
 from consumer import __version__
 from consumer.errors import UserError
 from consumer.metrics import Metrics
+from consumer.proxy import Proxy, refusal
 from consumer.sink.pacing import Pacer
 from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
 from consumer.sink.transport import ConnectionPool, TransportError
@@ -107,6 +109,8 @@ class FullStoryClient:
         timeout: float = 10.0,
         connections: int = 32,
         backoff: Backoff | None = None,
+        proxy: Proxy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         api_key = bare_api_key(api_key)
         if not (api_key.isascii() and api_key.isprintable()):
@@ -120,7 +124,9 @@ class FullStoryClient:
         self._timeout = timeout
         self._latency_children: dict[str, Any] = {}
         self._count_children: dict[tuple[str, str], Any] = {}
-        self._pool = ConnectionPool(self._api_host, connections=connections)
+        self._pool = ConnectionPool(
+            self._api_host, connections=connections, ssl_context=ssl_context, proxy=proxy
+        )
         self._org = ""  # known once check_credentials ran
         self._pacer = Pacer(on_change=self._pace_changed)
         agent = f"segment-fullstory-consumer/{__version__}"
@@ -154,10 +160,18 @@ class FullStoryClient:
                 "GET", "/me", self._headers, None, self._timeout
             )
         except TransportError as exc:
+            proxy = self._pool.proxy
+            if exc.kind == "proxy":  # the message says what the proxy did and what to fix
+                raise FullStoryError(f"cannot reach FullStory at {self._api_host}: {exc}") from None
+            check = "" if proxy is None else f"the proxy ({proxy.source}, NO_PROXY), "
             raise FullStoryError(
                 f"cannot reach FullStory at {self._api_host} ({exc}); "
-                "check --api-host and the network"
+                f"check {check}--api-host and the network"
             ) from None
+        proxy = self._pool.proxy
+        if status == 407 and proxy is not None:
+            reason = refusal(proxy, status, "Proxy Authentication Required")
+            raise FullStoryError(f"cannot reach FullStory at {self._api_host}: {reason}")
         if status in (401, 403):
             raise AuthenticationError(
                 f"FullStory at {self._api_host} rejected the API key (HTTP {status}); set a "
@@ -165,8 +179,9 @@ class FullStoryClient:
             )
         if status != 200:
             code, message = _error_body(content)
+            via = "" if proxy is None else f" through {proxy}"
             raise FullStoryError(
-                f"FullStory at {self._api_host} answered GET /me with HTTP {status} "
+                f"FullStory at {self._api_host}{via} answered GET /me with HTTP {status} "
                 f"({code}: {message})"
             )
         org = str(orjson.loads(content).get("orgId", ""))

@@ -33,19 +33,28 @@ async def open_clients(
 ) -> None:
     """Fill `clients` as each one opens, so that the caller closes every opened client even
     when a later key is refused."""
+    tls = config.fullstory_tls()
     for dest in config.destinations:
         settings = dest.settings
         assert settings.api_key  # checked by load_config
+        proxy = config.proxies.for_url(settings.resolved_api_host)
         client = FullStoryClient(
             settings.resolved_api_host,
             settings.api_key,
             metrics,
             timeout=config.delivery.request_timeout,
             connections=max(config.delivery.concurrency, 2 * config.batch.max_jobs + 1),
+            proxy=proxy,
+            ssl_context=tls,
         )
         clients[dest.name] = client
         org = await client.check_credentials(settings.org)
         log.info(
             "FullStory credentials accepted",
-            extra={"destination": dest.name, "org": org, "api_host": settings.resolved_api_host},
+            extra={
+                "destination": dest.name,
+                "org": org,
+                "api_host": settings.resolved_api_host,
+                "proxy": proxy.address if proxy else None,  # never its credentials
+            },
         )

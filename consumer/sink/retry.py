@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-RETRYABLE_STATUSES = frozenset({408, 429})
+RETRYABLE_STATUSES = frozenset({407, 408, 429})
 
 
 def is_retryable_status(status: int) -> bool:
-    """429, 408 and every 5xx are worth another try; other 4xx never succeed on retry."""
+    """429, 408 and every 5xx are worth another try; other 4xx never succeed on retry. 407
+    comes from a proxy whose credentials stopped working: the records wait for the fix rather
+    than go to the dead-letter topic for what FullStory never saw."""
     return status in RETRYABLE_STATUSES or status >= 500
 
 

@@ -21,6 +21,7 @@ from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
         (401, False),
         (403, False),
         (404, False),
+        (407, True),
         (409, False),
         (422, False),
     ],
