@@ -31,8 +31,8 @@ from consumer.pipeline.rebalance import Rebalancer
 from consumer.pipeline.router import Router
 from consumer.record import Partition
 from consumer.sink.batch import BatchSink, Persist
-from consumer.sink.client import Abandoned, FullStoryClient, Rejected
-from consumer.sink.contract import Done, Fatal, Job, Sink
+from consumer.sink.client import Abandoned, FullStoryClient
+from consumer.sink.contract import Done, Fatal, Sink
 from consumer.sink.realtime import RealtimeSink
 from consumer.source import Commits, KafkaSource, Listeners, Partitions, Source, consumer_config
 
@@ -111,7 +111,6 @@ class Pipeline:
         decoder: Decoder | None = None,
         budget_log: BudgetLog | None = None,
         budget_scope: str = "",
-        on_delivered: Callable[[Job], None] | None = None,
         commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.config = config
@@ -119,7 +118,7 @@ class Pipeline:
         self.health = Health()
         self.ledger = Ledger()
         self._make_source = source or self.kafka_source
-        self._make_sink = sink or self._default_sink
+        self._make_sink = sink or self.delivery_sink
         self._dlq = dead_letters or DeadLetterQueue(
             connection_settings(config),
             self.metrics,
@@ -137,7 +136,6 @@ class Pipeline:
         }
         self._budget_log = budget_log
         self._budget_scope = budget_scope  # see BudgetGate: a backfill's claims are its own
-        self._on_delivered = on_delivered  # told of each job FullStory acknowledged
         if self._budgets and budget_log is None:
             self._budget_log = BudgetLog(
                 connection_settings(config),
@@ -171,7 +169,8 @@ class Pipeline:
             start_from=cfg.kafka.start_from,
         )
 
-    def _default_sink(self, on_done: Done, on_fatal: Fatal, persist: Persist) -> Sink:
+    def delivery_sink(self, on_done: Done, on_fatal: Fatal, persist: Persist) -> Sink:
+        """The configured delivery mode (a backfill wraps it to count what it sends)."""
         cfg = self.config
         if cfg.delivery.mode == "batch":
             return BatchSink(
@@ -241,7 +240,7 @@ class Pipeline:
             dead_letters=self._dlq,
             metrics=self.metrics,
         )
-        sink = self._make_sink(self._reporting(router.delivered), self._fail, self._persist)
+        sink = self._make_sink(router.delivered, self._fail, self._persist)
         if self._budget_log is not None:
             sink = BudgetGate(
                 sink,
@@ -266,19 +265,6 @@ class Pipeline:
             failed=lambda: self._fatal is not None,
         )
         return _Core(source, flow, router, rebalancer), sink
-
-    def _reporting(self, delivered: Done) -> Done:
-        """`delivered`, telling `on_delivered` first of each acknowledged job."""
-        hook = self._on_delivered
-        if hook is None:
-            return delivered
-
-        def done(job: Job, rejected: Rejected | None) -> None:
-            if rejected is None:
-                hook(job)
-            delivered(job, rejected)
-
-        return done
 
     async def run(self) -> None:
         """Consume until `stop()` (or a fatal error), then drain and leave the group."""

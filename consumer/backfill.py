@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
@@ -32,15 +32,18 @@ import orjson
 from confluent_kafka import KafkaException, Message, TopicPartition
 from prometheus_client import Counter as PromCounter
 
-from consumer.app import Pipeline, budget_topic, connection_settings
+from consumer.app import Pipeline, SinkFactory, budget_topic, connection_settings
 from consumer.budget_log import BudgetLog
 from consumer.config import Config
 from consumer.errors import UserError
 from consumer.estimate import DURATION, Range, Window, iso, open_reader, window_ranges
 from consumer.progress import progress_bar
 from consumer.record import Partition
-from consumer.sink.contract import Job
+from consumer.sink.batch import Persist
+from consumer.sink.client import Rejected
+from consumer.sink.contract import Done, Fatal, Job, Sink
 from consumer.source import Commits, Listeners, Partitions, Source
+from consumer.transform import Request
 from consumer.transform.mapping import EVENTS_PATH, USERS_PATH
 
 WATCH_INTERVAL = 0.2  # seconds between looks at what is done
@@ -259,12 +262,59 @@ class Summary:
     exhausted: list[str] = field(default_factory=list)  # destinations whose budget ran out
     interrupted: bool = False
 
-    def sent(self, job: Job) -> None:
-        for request in job.requests:
+    def sent(self, requests: tuple[Request, ...]) -> None:
+        for request in requests:
             if request.method == "POST" and request.path == USERS_PATH:
                 self.users += 1
             elif request.path == EVENTS_PATH:
                 self.events += 1
+
+
+class Counted:
+    """The delivery sink, telling the summary what each acknowledged job sent. A sink lets go
+    of a job's requests once it holds them, so they are noted as the job goes in."""
+
+    def __init__(
+        self, make: SinkFactory, summary: Summary, on_done: Done, on_fatal: Fatal, persist: Persist
+    ) -> None:
+        self._summary = summary
+        self._report = on_done
+        self._requests: dict[int, tuple[Request, ...]] = {}  # by id() of the job's record
+        self._inner = make(self._done, on_fatal, persist)
+
+    def _done(self, job: Job, rejected: Rejected | None) -> None:
+        requests = self._requests.pop(id(job.record), ())
+        if rejected is None:
+            self._summary.sent(requests)
+        self._report(job, rejected)
+
+    def submit(self, job: Job) -> None:
+        self._requests[id(job.record)] = job.requests
+        self._inner.submit(job)
+
+    def release(self, partitions: Collection[Partition], *, everything: bool = False) -> list[Job]:
+        back = self._inner.release(partitions, everything=everything)
+        for job in back:
+            self._requests.pop(id(job.record), None)
+        return back
+
+    def start(self) -> None:
+        self._inner.start()
+
+    def plan(self, partition: Partition) -> str:
+        return self._inner.plan(partition)
+
+    def restore(self, partition: Partition, metadata: str | None) -> None:
+        self._inner.restore(partition, metadata)
+
+    def forget(self, partition: Partition) -> None:
+        self._inner.forget(partition)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _by_label(counter: PromCounter, label: str) -> dict[str, int]:
@@ -388,12 +438,15 @@ async def backfill(config: Config, plan: Plan, out: IO[str] = sys.stderr) -> Sum
         watch.source = bounded
         return bounded
 
+    def sink(on_done: Done, on_fatal: Fatal, persist: Persist) -> Sink:
+        return Counted(pipeline.delivery_sink, summary, on_done, on_fatal, persist)
+
     pipeline = Pipeline(
         config,
         source=source,
+        sink=sink,
         budget_log=budget_log,
         budget_scope=f"{plan.group}/",
-        on_delivered=summary.sent,
     )
     watch = _Watch(pipeline, plan, budget_log)
 
