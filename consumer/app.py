@@ -111,14 +111,15 @@ class Pipeline:
         clients: Mapping[str, FullStoryClient] | None = None,
         decoder: Decoder | None = None,
         budget_log: BudgetLog | None = None,
+        budget_scope: str = "",
         commit_interval: float = COMMIT_INTERVAL,
     ) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
         self.health = Health()
         self.ledger = Ledger()
-        self._make_source = source or self._kafka_source
-        self._make_sink = sink or self._default_sink
+        self._make_source = source or self.kafka_source
+        self._make_sink = sink or self.delivery_sink
         self._dlq = dead_letters or DeadLetterQueue(
             connection_settings(config),
             self.metrics,
@@ -135,6 +136,7 @@ class Pipeline:
             d.name: d.settings.budget for d in config.destinations if d.settings.budget is not None
         }
         self._budget_log = budget_log
+        self._budget_scope = budget_scope  # see BudgetGate: a backfill's claims are its own
         if self._budgets and budget_log is None:
             self._budget_log = BudgetLog(
                 connection_settings(config),
@@ -156,7 +158,8 @@ class Pipeline:
             log.error("stopping: %s", exc)
         self._stop.set()
 
-    def _kafka_source(self, listeners: Listeners) -> Source:
+    def kafka_source(self, listeners: Listeners) -> Source:
+        """The group member `run` reads through (a backfill wraps it)."""
         cfg = self.config
         return KafkaSource(
             consumer_config(cfg.kafka.bootstrap_servers, cfg.kafka.group_id, cfg.kafka.librdkafka),
@@ -164,9 +167,11 @@ class Pipeline:
             asyncio.get_running_loop(),
             listeners,
             revoke_timeout=cfg.delivery.drain_timeout,
+            start_from=cfg.kafka.start_from,
         )
 
-    def _default_sink(self, on_done: Done, on_fatal: Fatal, persist: Persist) -> Sink:
+    def delivery_sink(self, on_done: Done, on_fatal: Fatal, persist: Persist) -> Sink:
+        """The configured delivery mode (a backfill wraps it to count what it sends)."""
         cfg = self.config
         if cfg.delivery.mode == "batch":
             return BatchSink(
@@ -212,6 +217,7 @@ class Pipeline:
                 skipped=router.skipped,
                 rewind=self.ledger.rewind,
                 pause=flow.wait_for_budget,
+                scope=self._budget_scope,
             )
         router.sink = sink
         rebalancer = Rebalancer(

@@ -1,7 +1,7 @@
-"""`fullstory-consumer`: run the consumer, and the tools around it (budget estimate, demo, produce,
-transform, emulator, dlq replay). Every error a user can fix (a `UserError`) is printed as one
-line starting with `error:` (exit 2 for bad usage or configuration, 1 for a failure at run
-time)."""
+"""`fullstory-consumer`: run the consumer, and the tools around it (backfill, budget estimate,
+demo, produce, transform, emulator, dlq replay). Every error a user can fix (a `UserError`) is
+printed as one line starting with `error:` (exit 2 for bad usage or configuration, 1 for a
+failure at run time)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,42 @@ def _add_run(sub: Any) -> None:
     _add_config_options(p)
 
 
+def _add_window(p: argparse.ArgumentParser, until: str) -> None:
+    """A past window's `--since` and `--until` (the estimate and the backfill read one)."""
+    p.add_argument(
+        "--since",
+        required=True,
+        metavar="DURATION|ISO",
+        help="window start: a duration back from now (7d, 24h, 90m) or an ISO-8601 instant "
+        "(UTC without a zone)",
+    )
+    p.add_argument("--until", metavar="ISO", help=f"window end (default: {until})")
+
+
+def _add_backfill(sub: Any) -> None:
+    p = sub.add_parser(
+        "backfill",
+        help="send a past window of the topics to FullStory (batch import), then exit",
+        description="Reads the destinations' records of a past window through the same "
+        "pipeline as `run` (privacy, mapping, `events`, the destination group's budget) and "
+        "sends them by batch import, committing under a group of its own: run it again with "
+        "the same arguments to continue after a crash or Ctrl-C.",
+    )
+    _add_config_options(p)
+    _add_window(p, "the topics' end when it starts")
+    p.add_argument(
+        "--backfill-group",
+        metavar="G",
+        help="the group the backfill commits under (default: <group_id>.backfill.<since>)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the budget estimate of the window and send nothing",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+
 def _add_budget(sub: Any) -> None:
     """`budget <command>`: each takes the run command's config options."""
     p = sub.add_parser("budget", help="FullStory server-event budget tools")
@@ -73,14 +109,7 @@ def _add_budget(sub: Any) -> None:
         "committing, maps the events and applies `events` (not `budget`).",
     )
     _add_config_options(p)
-    p.add_argument(
-        "--since",
-        required=True,
-        metavar="DURATION|ISO",
-        help="window start: a duration back from now (7d, 24h, 90m) or an ISO-8601 instant "
-        "(UTC without a zone)",
-    )
-    p.add_argument("--until", metavar="ISO", help="window end (default: now)")
+    _add_window(p, "now")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p = budget.add_parser(
         "status",
@@ -157,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_backfill(sub)
     _add_budget(sub)
     _add_tools(sub)
     return parser
@@ -181,14 +211,14 @@ async def _run_pipeline(config: Any) -> None:
             server.shutdown()
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, **forced: Any) -> Any:
     """The checked Config from the config flags `_add_config_options` added (and the file and
-    environment they name)."""
+    environment they name); `forced` options win over all of them."""
     from consumer.config import load_config
 
     flags = {o.name: getattr(args, o.name) for o in OPTIONS if o.flag}
     flags["kafka"] = dict(args.kafka or [])
-    return load_config(flags)
+    return load_config({**flags, **forced})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -197,6 +227,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     setup_logging(config.logs.format)
     asyncio.run(_run_pipeline(config))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from consumer.app import decoder_for
+    from consumer.backfill import (
+        BackfillError,
+        backfill,
+        backfill_config,
+        backfill_group,
+        document,
+        plan_backfill,
+        render,
+        stop_reason,
+    )
+    from consumer.estimate import estimate, iso, parse_window
+    from consumer.estimate import render as render_estimate
+    from consumer.logs import setup_logging
+
+    now = datetime.now(UTC)
+    window = parse_window(args.since, args.until, now)
+    # Always batch import; a group without commits starts at --since.
+    config = _config(args, delivery="batch", start_from=iso(window.start))
+    group = args.backfill_group or backfill_group(config.kafka.group_id, args.since, window)
+    plan = plan_backfill(config, window, group, now)
+    if args.dry_run:
+        doc = estimate(config, window, decoder_for(config))
+        print(orjson.dumps(doc).decode() if args.json else render_estimate(doc))
+        return 0
+    setup_logging(config.logs.format)
+    run_config = backfill_config(config, group)
+    summary = asyncio.run(backfill(run_config, plan))
+    doc = document(plan, summary)
+    print(orjson.dumps(doc).decode() if args.json else render(doc))
+    reason = stop_reason(plan, summary, run_config)
+    if reason is not None:
+        raise BackfillError(reason)
     return 0
 
 
@@ -360,6 +431,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run,
+    "backfill": cmd_backfill,
     "budget": cmd_budget,
     "produce": cmd_produce,
     "transform": cmd_transform,

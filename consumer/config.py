@@ -38,6 +38,7 @@ from consumer.options import (
     Section,
 )
 from consumer.proxy import ProxySettings
+from consumer.source import start_position
 from consumer.transform import DestinationSettings, SettingsError
 
 
@@ -327,6 +328,14 @@ def load_config(
     for option in _SCALARS:
         if option.name in given:
             _check(option, given[option.name])
+    if given.get("start_from"):
+        try:
+            start_position(given["start_from"])
+        except ValueError:
+            raise ConfigError(
+                "start_from must be earliest, latest or an ISO-8601 instant "
+                f"(2026-11-01T00:00:00Z), got {given['start_from']!r}"
+            ) from None
     delivery = given.get("delivery", OPTION["delivery"].default)
     values = {o.name: given.get(o.name, o.default_for(delivery)) for o in _SCALARS}
     kafka = {str(k): str(v) for k, v in (file_data.get("kafka") or {}).items()}

@@ -46,7 +46,7 @@ RULE_STEPS = (  # (the rule, the skip reason it gives), in the order the rules a
 SENT = "sent"
 SAMPLED = "sampled"
 STALL_SECONDS = 30.0  # no record and no end of partition for this long: Kafka is not answering
-_DURATION = re.compile(r"(\d+)([dhm])")
+DURATION = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
@@ -67,6 +67,20 @@ class Window:
     def seconds(self) -> float:
         return (self.end - self.start).total_seconds()
 
+    @property
+    def start_ms(self) -> int:
+        return int(self.start.timestamp() * 1000)
+
+    @property
+    def end_ms(self) -> int:
+        return int(self.end.timestamp() * 1000)
+
+    def holds(self, kind: int, stamp_ms: int) -> bool:
+        """Whether a record's Kafka timestamp is in the window (one without a timestamp is: it
+        lies between the window's offsets). Kafka's offsets for times bound the range only: a
+        record stamped out of order may sit inside it."""
+        return not kind or self.start_ms <= stamp_ms < self.end_ms
+
 
 def _instant(text: str, flag: str) -> datetime:
     try:
@@ -82,7 +96,7 @@ def _instant(text: str, flag: str) -> datetime:
 
 def parse_window(since: str, until: str | None, now: datetime) -> Window:
     """The window `--since DURATION|ISO [--until ISO]` names; UserError when it is unusable."""
-    duration = _DURATION.fullmatch(since.strip())
+    duration = DURATION.fullmatch(since.strip())
     if duration:
         amount, unit = duration.groups()
         start = now - timedelta(**{_UNITS[unit]: int(amount)})
@@ -91,13 +105,13 @@ def parse_window(since: str, until: str | None, now: datetime) -> Window:
     end = now if until is None else _instant(until, "--until")
     for flag, moment in (("--since", start), ("--until", end)):
         if moment > now:
-            raise UserError(f"{flag} {_iso(moment)} is in the future (now {_iso(now)})")
+            raise UserError(f"{flag} {iso(moment)} is in the future (now {iso(now)})")
     if start >= end:
-        raise UserError(f"--since {_iso(start)} must be before --until {_iso(end)}")
+        raise UserError(f"--since {iso(start)} must be before --until {iso(end)}")
     return Window(start, end)
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -238,7 +252,7 @@ def report(name: str, topics: tuple[str, ...], tally: Tally, window: Window) -> 
             "events_per_cycle": budget.events_per_cycle,
             "share": projected / budget.events_per_cycle if budget.events_per_cycle else None,
             "lasts": out_at is None,
-            "runs_out_at": None if out_at is None else _iso(out_at),
+            "runs_out_at": None if out_at is None else iso(out_at),
         }
     return {
         "name": name,
@@ -254,8 +268,8 @@ def report(name: str, topics: tuple[str, ...], tally: Tally, window: Window) -> 
         "sent": sent,
         "cycle": {
             "cycle": budget.cycle if budget is not None else MONTHLY,
-            "start": _iso(cycle.start),
-            "end": _iso(cycle.end),
+            "start": iso(cycle.start),
+            "end": iso(cycle.end),
         },
         "per_cycle": {
             "server_events": per_cycle(sent, window.seconds, cycle),
@@ -275,8 +289,8 @@ def document(window: Window, destinations: list[dict[str, Any]]) -> dict[str, An
     """The whole estimate, `--json`'s one document."""
     return {
         "window": {
-            "since": _iso(window.start),
-            "until": _iso(window.end),
+            "since": iso(window.start),
+            "until": iso(window.end),
             "seconds": window.seconds,
         },
         "destinations": destinations,
@@ -344,7 +358,7 @@ def render(doc: dict[str, Any]) -> str:
 
 
 @dataclass
-class _Range:
+class Range:
     """One partition's offsets in the window: [start, end)."""
 
     destination: str
@@ -352,10 +366,24 @@ class _Range:
     end: int
 
 
-def _ranges(reader: Consumer, config: Config, window: Window) -> dict[tuple[str, int], _Range]:
-    start_ms = int(window.start.timestamp() * 1000)
-    end_ms = int(window.end.timestamp() * 1000)
-    ranges: dict[tuple[str, int], _Range] = {}
+def open_reader(config: Config, group_id: str) -> Consumer:
+    """A consumer to assign partitions to (it joins no group; it commits nothing unless told)."""
+    settings = consumer_config(
+        config.kafka.bootstrap_servers,
+        group_id,
+        {k: v for k, v in config.kafka.librdkafka.items() if k != "group.instance.id"},
+    )
+    try:
+        return Consumer({**settings, "enable.partition.eof": True})
+    except KafkaException as exc:
+        raise KafkaSettingsError.of(exc) from None
+
+
+def window_ranges(reader: Consumer, config: Config, window: Window) -> dict[tuple[str, int], Range]:
+    """Each partition of the destinations' topics that has records in the window, with their
+    offsets (Kafka's offsets for the window's two times)."""
+    start_ms, end_ms = window.start_ms, window.end_ms
+    ranges: dict[tuple[str, int], Range] = {}
     for dest in config.destinations:
         for topic in dest.topics:
             meta = reader.list_topics(topic, timeout=15).topics.get(topic)
@@ -377,7 +405,7 @@ def _ranges(reader: Consumer, config: Config, window: Window) -> dict[tuple[str,
                         TopicPartition(topic, first.partition), timeout=15
                     )[1]
                 if end > first.offset:
-                    ranges[topic, first.partition] = _Range(dest.name, first.offset, end)
+                    ranges[topic, first.partition] = Range(dest.name, first.offset, end)
     return ranges
 
 
@@ -398,7 +426,7 @@ def _decode(decoder: Decoder, value: bytes | None) -> dict[str, Any] | None:
 
 
 def _records(
-    reader: Consumer, ranges: dict[tuple[str, int], _Range]
+    reader: Consumer, ranges: dict[tuple[str, int], Range]
 ) -> Iterator[tuple[str, Message]]:
     """Every message of the ranges once, with its destination; each partition is paused at its
     range's end."""
@@ -443,21 +471,11 @@ def estimate(
 ) -> dict[str, Any]:
     """Read the window of every destination's topics (no group joined, nothing committed) and
     return the estimate's document; a progress bar per destination on `out` if a terminal."""
-    settings = consumer_config(
-        config.kafka.bootstrap_servers,
-        f"budget-estimate-{uuid.uuid4()}",
-        {k: v for k, v in config.kafka.librdkafka.items() if k != "group.instance.id"},
-    )
-    try:
-        reader = Consumer({**settings, "enable.partition.eof": True})
-    except KafkaException as exc:
-        raise KafkaSettingsError.of(exc) from None
+    reader = open_reader(config, f"budget-estimate-{uuid.uuid4()}")
     by_name: dict[str, Destination] = {d.name: d for d in config.destinations}
     tallies = {d.name: Tally(d.settings) for d in config.destinations}
-    start_ms = int(window.start.timestamp() * 1000)
-    end_ms = int(window.end.timestamp() * 1000)
     try:
-        ranges = _ranges(reader, config, window)
+        ranges = window_ranges(reader, config, window)
         reader.assign([TopicPartition(t, p, r.start) for (t, p), r in ranges.items()])
         with progress_bar(out) as bar:
             tasks = {
@@ -469,9 +487,8 @@ def estimate(
             }
             for dest, msg in _records(reader, ranges):
                 bar.advance(tasks[dest])
-                kind, stamp = msg.timestamp()
-                if kind and not start_ms <= stamp < end_ms:
-                    continue  # out of order: Kafka's offsets for times bound the range only
+                if not window.holds(*msg.timestamp()):
+                    continue
                 event = _decode(decoder, msg.value())
                 if event is None:
                     tallies[dest].add_undecodable()

@@ -36,6 +36,7 @@ class KafkaOptions(Section):
     bootstrap_servers: str
     group_id: str
     records_per_consume: int  # option poll_batch
+    start_from: str | None  # None: librdkafka's auto.offset.reset
     librdkafka: dict[str, str]  # the [kafka] table and -X
 
 
@@ -196,6 +197,18 @@ OPTIONS: tuple[Option, ...] = (
         flag="--group-id",
         required=True,
         chart="`kafka.groupId`",
+    ),
+    Option(
+        "start_from",
+        str,
+        "where the group starts reading a partition it has no committed offset for: `earliest`, "
+        "`latest` or an ISO-8601 instant (UTC without a zone: the first record at or after it); "
+        "partitions with committed offsets continue from them (a log line says so)",
+        section=KafkaOptions,
+        attr="start_from",
+        env="FULLSTORY_CONSUMER_START_FROM",
+        flag="--start-from",
+        default_doc="`earliest` (librdkafka's `auto.offset.reset`)",
     ),
     Option(
         "api_key",

@@ -52,10 +52,19 @@ class _Sink:
             self.failed += 1
             self.first_error = self.first_error or str(err)
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def send(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp_ms: int = 0
+    ) -> None:
+        """Produce one message; `timestamp_ms` 0 lets the producer stamp it now."""
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self.producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    timestamp=timestamp_ms,
+                    on_delivery=self._on_delivery,
+                )
                 break
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self.producer.poll(0.1)
@@ -169,6 +178,25 @@ def produce_raw(
     count = 0
     for key, value in values:
         sink.send(topic, key, value)
+        count += 1
+    sink.finish(flush_timeout)
+    return count
+
+
+def produce_history(
+    bootstrap_servers: str,
+    topic: str,
+    events: Iterable[tuple[dict[str, Any], int]],
+    config: dict[str, str] | None = None,
+    flush_timeout: float = 60.0,
+) -> int:
+    """Produce (event, Kafka timestamp in ms) pairs as raw Avro keyed by user: a topic's past, for
+    a backfill or an estimate over a window. The count."""
+    encoder = Encoder()
+    sink = _Sink(bootstrap_servers, config)
+    count = 0
+    for event, timestamp_ms in events:
+        sink.send(topic, event_key(event), encoder.encode(event), timestamp_ms)
         count += 1
     sink.finish(flush_timeout)
     return count

@@ -13,9 +13,18 @@ import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from consumer.errors import UserError
 from consumer.record import Partition
@@ -96,6 +105,22 @@ _DEFAULTS = {
 }
 
 
+EARLIEST, LATEST = "earliest", "latest"
+
+
+def start_position(text: str) -> int:
+    """The `start_from` option as an offset for a partition without a committed one: Kafka's
+    OFFSET_BEGINNING or OFFSET_END, or an instant in ms (to look up with offsets for times).
+    ValueError when it is none of these."""
+    word = text.strip().lower()
+    if word == EARLIEST:
+        return OFFSET_BEGINNING
+    if word == LATEST:
+        return OFFSET_END
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 def consumer_config(bootstrap: str, group_id: str, extra: dict[str, str]) -> dict[str, Any]:
     """librdkafka settings: the user's, but never the ones correctness relies on."""
     return {**_DEFAULTS, **extra, "bootstrap.servers": bootstrap, "group.id": group_id, **_FORCED}
@@ -111,8 +136,10 @@ class KafkaSource:
         loop: asyncio.AbstractEventLoop,
         listeners: Listeners,
         revoke_timeout: float,
+        start_from: str | None = None,
     ) -> None:
         self._loop = loop
+        self._start = None if start_from is None else start_position(start_from)
         self._listeners = listeners
         self._revoke_timeout = revoke_timeout
         self._bootstrap = config["bootstrap.servers"]
@@ -222,17 +249,44 @@ class KafkaSource:
                 self._serve_commits()
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Assign first, so the listener may pause the new partitions before any fetch; read the
-        # committed metadata here, on the thread that owns the consumer.
-        consumer.incremental_assign(partitions)
+        # Read the committed offsets here, on the thread that owns the consumer; assign before
+        # the listener runs, so that it may pause the new partitions before any fetch.
         metadata: dict[Partition, str] = {(p.topic, p.partition): "" for p in partitions}
+        committed: list[TopicPartition] = []
         if partitions:
             try:
-                for tp in consumer.committed(partitions, timeout=10):
-                    metadata[(tp.topic, tp.partition)] = tp.metadata or ""
+                committed = consumer.committed(partitions, timeout=10)
             except KafkaException as exc:
                 log.warning("cannot read committed offsets' metadata", extra={"error": str(exc)})
+            for tp in committed:
+                metadata[(tp.topic, tp.partition)] = tp.metadata or ""
+        if self._start is not None and committed:
+            partitions = self._starts(consumer, committed, self._start)
+        consumer.incremental_assign(partitions)
         self._wait(asyncio.run_coroutine_threadsafe(self._listeners.assigned(metadata), self._loop))
+
+    def _starts(
+        self, consumer: Consumer, committed: list[TopicPartition], start: int
+    ) -> list[TopicPartition]:
+        """`start_from` for the partitions without a committed offset; the others continue."""
+        kept = [tp for tp in committed if tp.offset >= 0]
+        if kept:
+            log.info(
+                "start_from ignored for partitions with committed offsets",
+                extra={"partitions": [f"{tp.topic}-{tp.partition}" for tp in kept]},
+            )
+        new = [TopicPartition(tp.topic, tp.partition, start) for tp in committed if tp.offset < 0]
+        if new and start >= 0:  # an instant: the first offset at or after it, else the end (-1)
+            try:
+                new = consumer.offsets_for_times(new, timeout=10)
+            except KafkaException as exc:
+                raise KafkaUnavailable(f"cannot look up start_from's offsets: {exc}") from None
+        if new:
+            log.info(
+                "partitions without committed offsets start from start_from",
+                extra={"partitions": {f"{tp.topic}-{tp.partition}": tp.offset for tp in new}},
+            )
+        return [*(TopicPartition(tp.topic, tp.partition) for tp in kept), *new]
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The listener drains the partitions and says what is done; commit it here, on the

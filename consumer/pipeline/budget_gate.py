@@ -71,8 +71,12 @@ class BudgetGate:
         rewind: Callable[[list[Job]], None],
         pause: Callable[[Partition, int, float], None],
         clock: Callable[[], float] = time.time,
+        scope: str = "",
     ) -> None:
         self._inner = inner
+        # Prefixed to the topic in claims: a backfill's decisions on old offsets are its own,
+        # apart from the group's on the same partitions; the cycle's count is shared.
+        self._scope = scope
         self._log = budget_log
         self._destinations = {name: _Destination(name, b) for name, b in budgets.items()}
         self._destination_of = destination_of  # topic → destination name
@@ -154,7 +158,7 @@ class BudgetGate:
         cycle = self._current(dest)
         book = self._log.book
         count = book.count(dest.name, cycle.id)
-        key = (dest.name, cycle.id, tp[0], tp[1])
+        key = (dest.name, cycle.id, self._scope + tp[0], tp[1])
         for waiting in queue:
             if waiting.verdict is None:
                 known = book.known(key, waiting.job.record.offset)
@@ -221,7 +225,12 @@ class BudgetGate:
     ) -> None:
         try:
             verdicts = await self._log.claim(
-                dest.name, cycle.id, dest.budget.events_per_cycle, tp[0], tp[1], records
+                dest.name,
+                cycle.id,
+                dest.budget.events_per_cycle,
+                self._scope + tp[0],
+                tp[1],
+                records,
             )
         finally:
             self._claiming.discard(tp)

@@ -14,6 +14,7 @@ import pytest
 
 SUBCOMMANDS = (
     ["run"],
+    ["backfill"],
     ["budget"],
     ["budget", "estimate"],
     ["produce"],
@@ -52,7 +53,7 @@ def one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
 def test_top_level_help(tmp_path: Path) -> None:
     proc = cli("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for name in ("run", "budget", "produce", "transform", "emulator", "dlq", "demo"):
+    for name in ("run", "backfill", "budget", "produce", "transform", "emulator", "dlq", "demo"):
         assert name.encode() in proc.stdout
 
 
