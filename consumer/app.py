@@ -179,6 +179,14 @@ class Pipeline:
             )
         return RealtimeSink(cfg.delivery.concurrency, on_done, on_fatal)
 
+    def _concurrency(self) -> tuple[int, int | None]:
+        """A client's sockets and its fewest requests in flight: adaptive in realtime; in batch
+        fixed (None), with room for every import job's create and status requests."""
+        delivery = self.config.delivery
+        if delivery.mode == "realtime":
+            return delivery.concurrency, delivery.min_concurrency
+        return max(delivery.concurrency, 2 * self.config.batch.max_jobs + 1), None
+
     async def _open_clients(self) -> None:
         """One FullStory client per destination, its key checked with `GET /me` first."""
         cfg = self.config
@@ -198,12 +206,15 @@ class Pipeline:
             if not self._owns_clients:
                 continue
             assert settings.api_key  # checked by load_config
+            connections, minimum = self._concurrency()
             client = FullStoryClient(
                 settings.resolved_api_host,
                 settings.api_key,
                 self.metrics,
                 timeout=cfg.delivery.request_timeout,
-                connections=max(cfg.delivery.concurrency, 2 * cfg.batch.max_jobs + 1),
+                connections=connections,
+                min_concurrency=minimum,
+                destination=dest.name,
             )
             self._clients[dest.name] = client
             org = await client.check_credentials(settings.org)

@@ -364,4 +364,9 @@ def load_config(
         metrics=_section(MetricsOptions, values),
     )
     _check_registry(config)
+    if config.delivery.min_concurrency > config.delivery.concurrency:
+        raise ConfigError(
+            f"min_concurrency ({config.delivery.min_concurrency}) must not exceed concurrency "
+            f"({config.delivery.concurrency})"
+        )
     return config
