@@ -32,14 +32,16 @@ class AimdRule:
     the floor: the lowest mean RTT seen, FullStory's time to answer when nothing queues.
     - Back-pressure (429, 408, 5xx, a timeout or a network error) in a period: the limit is cut
       to `decrease` times itself.
-    - A mean RTT above the floor by more than twice `tolerance`: requests queue somewhere, so the
-      limit is cut too. If the next period's answers are no faster (they did not shorten by half
-      what a queue of ours would have lost), the queue is not ours: FullStory itself got slower,
-      and its new RTT becomes the floor instead of cutting on.
-    - No back-pressure, a mean RTT within `tolerance` of the floor, and requests waited for a
-      slot (the limit, not the demand, held them back): the limit grows, doubling while below the
-      threshold (up to the limit the last congestion left, or the maximum before any: a "slow
-      start"), else by one.
+    - A mean RTT above the floor by more than twice `tolerance` of it and more than `min_queue`
+      seconds: requests queue somewhere, so the limit is cut too (answers of a few milliseconds
+      vary with how many the event loop handles per turn, and fewer in flight would only cost
+      CPU per request there). If the next period's answers are no faster (they did not shorten
+      by half what a queue of ours would have lost), the queue is not ours: FullStory itself got
+      slower, and its new RTT becomes the floor instead of cutting on.
+    - No back-pressure, a mean RTT within `tolerance` of the floor (or half `min_queue`), and
+      requests waited for a slot (the limit, not the demand, held them back): the limit grows,
+      doubling while below the threshold (up to the limit the last congestion left, or the
+      maximum before any: a "slow start"), else by one.
     - Otherwise it holds.
     Only answers to requests sent after the last change count: those sent before it describe the
     old limit, so a storm of 429s already in flight costs one cut, not one per period.
@@ -53,6 +55,7 @@ class AimdRule:
         initial: int = INITIAL,
         decrease: float = 0.9,
         tolerance: float = 0.1,
+        min_queue: float = 0.005,
     ) -> None:
         if not (1 <= minimum <= maximum and 0.0 < decrease < 1.0 and tolerance > 0.0):
             raise ValueError("need 1 <= minimum <= maximum, 0 < decrease < 1, 0 < tolerance")
@@ -61,6 +64,7 @@ class AimdRule:
         self.limit = min(maximum, max(minimum, initial))
         self._decrease = decrease
         self._tolerance = tolerance
+        self._min_queue = min_queue  # seconds: a shorter queue is no reason to cut
         self._threshold = maximum  # doubling below it (slow start), one by one above
         self.floor = 0.0  # the lowest period mean RTT; 0 until the first period ends
         self._probe = 0.0  # the mean RTT that made the last queue cut, until the next period
@@ -100,13 +104,13 @@ class AimdRule:
             floor = self.floor = min(self.floor or mean, mean)
             if self._congested:
                 self._cut(now)
-            elif mean > floor * (1.0 + 2.0 * self._tolerance):
+            elif mean - floor > max(2.0 * self._tolerance * floor, self._min_queue):
                 if probe and mean > probe * (1.0 - (1.0 - self._decrease) / 2.0):
                     self.floor = mean  # cutting did not shorten the answers
                 else:
                     self._probe = mean
                     self._cut(now)
-            elif self._waited and mean <= floor * (1.0 + self._tolerance):
+            elif self._waited and mean - floor <= max(self._tolerance * floor, self._min_queue / 2):
                 self._grow(now)
         elif self._congested:
             self._cut(now)
