@@ -43,8 +43,10 @@ class AimdRule:
       doubling while below the threshold (up to the limit the last congestion left, or the
       maximum before any: a "slow start"), else by one.
     - Otherwise it holds.
-    Only answers to requests sent after the last change count: those sent before it describe the
-    old limit, so a storm of 429s already in flight costs one cut, not one per period.
+    Only answers to requests sent after the last cut count: those sent before it describe the
+    old limit, so a storm of 429s already in flight costs one cut, not one per period. Growth
+    needs no such wait: an answer to a request sent at a lower limit that came back as fast is
+    still evidence that there was room.
     """
 
     def __init__(
@@ -74,7 +76,7 @@ class AimdRule:
         self._count = 0
         self._congested = False  # back-pressure in the current period
         self._waited = False  # a request waited for a slot in the current period
-        self._last_change = -float("inf")  # clock time of the last change of the limit
+        self._last_change = -float("inf")  # clock time of the last cut
         self._cutting = False  # the last change was a cut (one congestion, maybe several cuts)
 
     def waited(self) -> None:
@@ -106,7 +108,8 @@ class AimdRule:
                 self._cut(now)
             elif mean - floor > max(2.0 * self._tolerance * floor, self._min_queue):
                 if probe and mean > probe * (1.0 - (1.0 - self._decrease) / 2.0):
-                    self.floor = mean  # cutting did not shorten the answers
+                    self.floor = mean  # cutting did not shorten the answers: not our queue
+                    self._threshold = self.maximum  # nor a reason to stop doubling
                 else:
                     self._probe = mean
                     self._cut(now)
@@ -114,7 +117,7 @@ class AimdRule:
                 self._grow(now)
         elif self._congested:
             self._cut(now)
-        # After a change the next round trip brings answers to requests sent before it: the
+        # After a cut the next round trip brings answers to requests sent before it: the
         # period spans those and one round trip of answers to requests sent after it.
         self._period_end = now + self._period * (2.0 if self._last_change == now else 1.0)
         self._total = 0.0
