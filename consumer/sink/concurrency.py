@@ -35,9 +35,10 @@ class AimdRule:
     - A mean RTT above the floor by more than twice `tolerance` of it and more than `min_queue`
       seconds: requests queue somewhere, so the limit is cut too (answers of a few milliseconds
       vary with how many the event loop handles per turn, and fewer in flight would only cost
-      CPU per request there). If the next period's answers are no faster (they did not shorten
-      by half what a queue of ours would have lost), the queue is not ours: FullStory itself got
-      slower, and its new RTT becomes the floor instead of cutting on.
+      CPU per request there). If the answers to requests sent a round trip after the cut (once
+      the old queue drained) are no faster (they did not shorten by half what a queue of ours
+      would have lost), the queue is not ours: FullStory itself got slower, its new RTT becomes
+      the floor and the limit doubles again instead of falling on.
     - No back-pressure, a mean RTT within `tolerance` of the floor (or half `min_queue`), and
       requests waited for a slot (the limit, not the demand, held them back): the limit grows,
       doubling while below the threshold (up to the limit the last congestion left, or the
@@ -113,13 +114,18 @@ class AimdRule:
                 else:
                     self._probe = mean
                     self._cut(now)
+                    # Requests sent in the next round trip still wait behind the queue that
+                    # was: judge the cut by the ones after them.
+                    self._last_change = now + mean
             elif self._waited and mean - floor <= max(self._tolerance * floor, self._min_queue / 2):
                 self._grow(now)
         elif self._congested:
             self._cut(now)
         # After a cut the next round trip brings answers to requests sent before it: the
         # period spans those and one round trip of answers to requests sent after it.
-        self._period_end = now + self._period * (2.0 if self._last_change == now else 1.0)
+        self._period_end = max(now, self._last_change) + self._period * (
+            2.0 if self._last_change >= now else 1.0
+        )
         self._total = 0.0
         self._count = 0
         self._congested = self._waited = False
