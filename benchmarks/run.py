@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--events 200000] [--repeat 1] [--quick] [--memory] [--scaling]
                              [--profile] [--only a,b,realtime,batch,quix,emulator,filtered]
+                             [--latency-ms 100 ... [--rate-limit 1000]]
 
 Starts a local Kafka broker (temp dir) and the FullStory emulator (no latency), produces a
 6-partition topic of deterministic Segment events before any timing, then runs every contender as
@@ -248,6 +249,7 @@ class Window:
     busy_cores: float | None = None
     progress: list[tuple[float, int]] = field(default_factory=list)  # (s since first, committed)
     stable: tuple[float, int] | None = None  # when every member had partitions; committed then
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (s since first, gauge)
 
 
 def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -262,10 +264,12 @@ def watch(
     total: int,
     timeout: float,
     metrics_ports: Sequence[int] = (),
+    sample: str = "",
 ) -> Window:
     """Poll until the group has committed `total` records (or timeout / a consumer exits).
     With the members' `metrics_ports`, also note when the group is stable: every member owns
-    partitions and together all of them (the joins and their rebalances are over)."""
+    partitions and together all of them (the joins and their rebalances are over), and read
+    the metric `sample` of the first member each second."""
     deadline = time.monotonic() + timeout
     first: tuple[float, float, float] | None = None
     threads_first: dict[str, float] = {}
@@ -273,6 +277,7 @@ def watch(
     committed = 0
     progress: list[tuple[float, int]] = []
     stable: tuple[float, int] | None = None
+    samples: list[tuple[float, float]] = []
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
             break
@@ -293,6 +298,9 @@ def watch(
         since = time.time() - first[0]
         if not progress or since - progress[-1][0] >= 1.0:
             progress.append((round(since, 2), committed))
+            value = metric_sum(metrics_ports[0], sample) if sample and metrics_ports else None
+            if value is not None:
+                samples.append((round(since, 2), value))
         if committed >= total:
             now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
             emu = float(env.emulator_stats()["process_cpu_seconds"])
@@ -312,6 +320,7 @@ def watch(
                 cores,
                 progress,
                 stable,
+                samples,
             )
         time.sleep(0.1)
     now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
@@ -367,6 +376,7 @@ def run_consumers(
     self_reported_start: bool = False,
     faults: dict[str, Any] | None = None,
     metrics_ports: Sequence[int] = (),
+    sample: str = "",
 ) -> Run:
     """Run one or more consumer processes of one group until all is committed, then SIGTERM.
 
@@ -386,7 +396,7 @@ def run_consumers(
     logs = [env.workdir / f"{group}-{i}.log" for i in range(len(cmds))]
     procs = [spawn(cmd, log) for cmd, log in zip(cmds, logs, strict=True)]
     try:
-        window = watch(env, procs, watcher, total, timeout, metrics_ports)
+        window = watch(env, procs, watcher, total, timeout, metrics_ports, sample)
     finally:
         exits = [stop_and_reap(p) for p in procs]
         watcher.close()
@@ -398,6 +408,8 @@ def run_consumers(
         "thread_cpu_s": window.threads,
         "committed_each_s": window.progress,
     }
+    if window.samples:
+        extra["samples"] = window.samples
     if window.stable is not None and window.done:
         at, committed = window.stable
         extra["stable_group"] = {
@@ -745,6 +757,65 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
     return out
 
 
+LIMIT_GAUGE = "fullstory_consumer_fullstory_concurrency_limit"
+
+
+def latency_suite(args: argparse.Namespace, env: Env) -> Any:
+    """Realtime with default settings against an emulator answering after each of
+    `--latency-ms`, and once more at `--rate-limit` requests/s (100 ms): events/s, CPU per event,
+    the adaptive concurrency limit (the gauge each second; `settled` is the median of the second
+    half of the run) and the 429s (a storm would be many per request stored)."""
+    count = args.latency_events
+    topic = f"bench-latency-{count}"
+    ends = env.load(topic, count)
+    cases = [{"latency_ms": ms} for ms in args.latency_ms]
+    if args.rate_limit:
+        cases.append({"latency_ms": 100.0, "rate_limit": args.rate_limit, "burst": 50})
+    out = []
+    for faults in cases:
+        port = free_port()
+        group = env.group(f"latency-{faults['latency_ms']:g}")
+        cmd = [*service_command(env, topic, group, "realtime"), "--metrics-port", str(port)]
+        print(f"latency: {faults} (load {load_average()})", flush=True)
+        timeout = max(180.0, count / 50)
+        run = run_consumers(
+            env,
+            "realtime",
+            [cmd],
+            ends,
+            timeout,
+            faults=faults,
+            metrics_ports=[port],
+            sample=LIMIT_GAUGE,
+        )
+        limits = [value for _, value in run.extra.get("samples", [])]
+        settled = statistics.median(limits[len(limits) // 2 :]) if limits else None
+        statuses = run.extra.get("by_status") or {}
+        row = {
+            **faults,
+            "events_per_s": run.rate,
+            "cpu_us_per_event": run.cpu / run.events * 1e6 if run.events else None,
+            "limit_settled": settled,
+            "limit_max": max(limits) if limits else None,
+            "status_429": int(statuses.get("429", 0)),
+            "emulator_cpu_share": run.emulator_cpu_share,
+            "machine_busy_cores": run.machine_busy_cores,
+            "run": _as_json(run),
+        }
+        out.append(row)
+        cpu = row["cpu_us_per_event"] or 0.0
+        busy = run.machine_busy_cores or 0.0
+        emu = run.emulator_cpu_share or 0.0
+        print(
+            f"  {run.rate:,.0f} events/s, {cpu:.0f} µs CPU per event, limit settled at "
+            f"{settled}, max {row['limit_max']}, {row['status_429']} 429s, emulator "
+            f"{emu:.0%} of a core, machine {busy:.2f} of {CORES} cores busy "
+            f"({'ok' if run.ok else run.note})",
+            flush=True,
+        )
+    return out
+
+
 def profile_suite(args: argparse.Namespace, env: Env, results: Path) -> Any:
     """Each delivery mode in `--only` once under cProfile (main thread), and the filtered
     stream's service when `--only` names `filtered`; top functions by own time."""
@@ -802,6 +873,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="also scale realtime against an emulator answering after this many ms",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        action="append",
+        default=[],
+        help="also realtime with default settings against an emulator answering after this many "
+        "ms (repeatable; the adaptive concurrency benchmark: 20, 100, 300)",
+    )
+    parser.add_argument("--latency-events", type=int, default=60_000)
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=0.0,
+        help="with --latency-ms, also a run against an emulator allowing this many requests/s",
+    )
     parser.add_argument("--profile", action="store_true", help="also the service under cProfile")
     parser.add_argument("--no-suite", action="store_true", help="skip the main table")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -835,6 +921,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"two processes = {row['ratio']:.2f}x one over the whole window"
                     + (f", {stable:.2f}x once the group was stable" if stable else "")
                 )
+        if args.latency_ms:
+            report["latency"] = latency_suite(args, env)
         if args.profile:
             report["profile"] = profile_suite(args, env, args.results)
     if args.memory:

@@ -401,4 +401,9 @@ def load_config(
     )
     _check_registry(config)
     config.fullstory_tls()  # refuses an unusable fullstory_ca before anything starts
+    if config.delivery.min_concurrency > config.delivery.concurrency:
+        raise ConfigError(
+            f"min_concurrency ({config.delivery.min_concurrency}) must not exceed concurrency "
+            f"({config.delivery.concurrency})"
+        )
     return config

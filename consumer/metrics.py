@@ -98,6 +98,13 @@ class Metrics:
             ["org"],
             registry=r,
         )
+        self.concurrency_limit = Gauge(
+            f"{p}_fullstory_concurrency_limit",
+            "Requests the destination may have in flight now (realtime: adapts between "
+            "min_concurrency and concurrency).",
+            ["destination"],
+            registry=r,
+        )
         self.in_flight_records = Gauge(
             f"{p}_in_flight_records", "Records taken from Kafka and not yet done.", registry=r
         )

@@ -62,6 +62,7 @@ class EgressOptions(Section):
 class DeliveryOptions(Section):
     mode: str
     concurrency: int
+    min_concurrency: int
     request_timeout: float
     drain_timeout: float
 
@@ -405,14 +406,28 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "concurrency",
         int,
-        "parallel FullStory requests (realtime) and HTTP connections",
+        "most FullStory requests in flight per destination, and its most HTTP connections "
+        "(realtime: the ceiling of the adaptive limit, see Delivery modes)",
         section=DeliveryOptions,
         attr="concurrency",
-        default=32,
+        default=512,
         env="FULLSTORY_CONSUMER_CONCURRENCY",
         flag="--concurrency",
         minimum=1,
         chart="`config.concurrency`",
+    ),
+    Option(
+        "min_concurrency",
+        int,
+        "fewest FullStory requests in flight the adaptive limit cuts to (realtime); equal to "
+        "`concurrency` it stays fixed",
+        section=DeliveryOptions,
+        attr="min_concurrency",
+        default=1,
+        env="FULLSTORY_CONSUMER_MIN_CONCURRENCY",
+        flag="--min-concurrency",
+        minimum=1,
+        chart="`config.minConcurrency`",
     ),
     Option(
         "max_in_flight_records",

@@ -23,6 +23,7 @@ from consumer import __version__
 from consumer.errors import UserError
 from consumer.metrics import Metrics
 from consumer.proxy import Proxy, refusal
+from consumer.sink.concurrency import AimdRule, Limiter
 from consumer.sink.pacing import Pacer
 from consumer.sink.retry import Backoff, is_retryable_status, parse_retry_after
 from consumer.sink.transport import ConnectionPool, TransportError
@@ -108,10 +109,15 @@ class FullStoryClient:
         *,
         timeout: float = 10.0,
         connections: int = 32,
+        min_concurrency: int | None = None,
+        destination: str = "default",
         backoff: Backoff | None = None,
         proxy: Proxy | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """At most `connections` sockets and requests in flight; with `min_concurrency` the
+        requests in flight adapt between it and `connections` (`consumer.sink.concurrency`),
+        without it they may always be `connections` (batch: few, long requests)."""
         api_key = bare_api_key(api_key)
         if not (api_key.isascii() and api_key.isprintable()):
             raise AuthenticationError(
@@ -129,6 +135,10 @@ class FullStoryClient:
         )
         self._org = ""  # known once check_credentials ran
         self._pacer = Pacer(on_change=self._pace_changed)
+        rule = AimdRule(min_concurrency or connections, connections)
+        gauge = metrics.concurrency_limit.labels(destination)
+        gauge.set(rule.limit)
+        self._limiter = Limiter(rule, lambda _, limit: gauge.set(limit))
         agent = f"segment-fullstory-consumer/{__version__}"
         self._headers = (
             f"Authorization: Basic {api_key}\r\nContent-Type: application/json\r\n"
@@ -227,7 +237,8 @@ class FullStoryClient:
         """One API call, retried until FullStory gives an answer that settles it: the 2xx
         reply, or a final 4xx as Rejected. 429, 408, 5xx and network errors are retried with
         backoff (Retry-After as a floor) for as long as it takes. Every attempt waits for its
-        slot at the org's pace, which 429s set (`consumer.sink.pacing`).
+        slot at the org's pace, which 429s set (`consumer.sink.pacing`), then for a slot among
+        the requests in flight (`consumer.sink.concurrency`), which a retry's wait does not hold.
 
         Raises AuthenticationError (fatal for the whole service) and Abandoned (stopping).
         """
@@ -239,11 +250,13 @@ class FullStoryClient:
             headers = b"%sIdempotency-Key: %s\r\n" % (headers, idempotency_key.encode())
         metrics = self._metrics
         pacer = self._pacer
+        limiter = self._limiter
         attempt = 0
         while True:
             if stopping.is_set() and attempt > 0:
                 raise Abandoned()
             await pacer.acquire()
+            await limiter.acquire()
             started = time.perf_counter()
             retry_after: float | None = None
             try:
@@ -251,10 +264,17 @@ class FullStoryClient:
                     method, path, headers, content, self._timeout
                 )
             except TransportError as exc:  # the transport's timeouts included
+                ended = time.perf_counter()
+                limiter.answered(ended, ended - started, True)
                 self._count(endpoint, "error")
                 cause = exc.kind
+            except BaseException:
+                limiter.abandon()
+                raise
             else:
-                self._latency(endpoint).observe(time.perf_counter() - started)
+                ended = time.perf_counter()
+                limiter.answered(ended, ended - started, is_retryable_status(status))
+                self._latency(endpoint).observe(ended - started)
                 self._count(endpoint, _STATUS_CLASS.get(status // 100, "other"))
                 if status < 300:
                     pacer.success()

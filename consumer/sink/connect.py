@@ -28,12 +28,22 @@ def warn_settings(config: Config) -> None:
             )
 
 
+def _concurrency(config: Config) -> tuple[int, int | None]:
+    """A client's sockets and its fewest requests in flight: adaptive in realtime; in batch
+    fixed (None), with room for every import job's create and status requests."""
+    delivery = config.delivery
+    if delivery.mode == "realtime":
+        return delivery.concurrency, delivery.min_concurrency
+    return max(delivery.concurrency, 2 * config.batch.max_jobs + 1), None
+
+
 async def open_clients(
     config: Config, metrics: Metrics, clients: dict[str, FullStoryClient]
 ) -> None:
     """Fill `clients` as each one opens, so that the caller closes every opened client even
     when a later key is refused."""
     tls = config.fullstory_tls()
+    connections, minimum = _concurrency(config)
     for dest in config.destinations:
         settings = dest.settings
         assert settings.api_key  # checked by load_config
@@ -43,7 +53,9 @@ async def open_clients(
             settings.api_key,
             metrics,
             timeout=config.delivery.request_timeout,
-            connections=max(config.delivery.concurrency, 2 * config.batch.max_jobs + 1),
+            connections=connections,
+            min_concurrency=minimum,
+            destination=dest.name,
             proxy=proxy,
             ssl_context=tls,
         )

@@ -2,6 +2,9 @@
 
 A record's key (the Segment userId or anonymousId) always maps to the same lane and a lane sends one
 record at a time, so one user's updates keep their order while different users go in parallel.
+There are as many lanes as `concurrency`, the most requests a destination may have in flight;
+how many of them send at once is each destination's adaptive limit, which the client applies
+per request (`consumer.sink.concurrency`), so the lanes only keep the order.
 A queued record holds its requests as exact-size JSON, not as the mapped dicts: several times
 smaller, so many records can wait in the lanes (the in-flight window sets the throughput).
 """

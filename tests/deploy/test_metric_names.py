@@ -128,6 +128,7 @@ def test_the_dashboard_covers_what_operators_need() -> None:
         "fullstory_consumer_fullstory_request_duration_seconds_bucket",
         "fullstory_consumer_fullstory_retries_total",
         "fullstory_consumer_fullstory_request_pace",
+        "fullstory_consumer_fullstory_concurrency_limit",
         "fullstory_consumer_paused_partitions",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
