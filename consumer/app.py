@@ -40,6 +40,10 @@ from consumer.source import Commits, KafkaSource, Listeners, Partitions, Source,
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL = 5.0  # seconds between lag gauge updates
+# Records routed per loop turn. A consume call returns up to 500, about 30 ms of CPU; answers
+# that arrive meanwhile wait that long, which the adaptive concurrency limit reads as a queue
+# at FullStory and cuts for. Slices of 100 keep that wait near 5 ms at no measurable cost.
+ROUTE_SLICE = 100
 COMMIT_INTERVAL = 1.0  # seconds between commits of what is done
 
 SourceFactory = Callable[[Listeners], Source]
@@ -285,7 +289,10 @@ class Pipeline:
             health.brokers_up = source.brokers_up
             if messages:
                 self.metrics.batch_size.labels("consume").observe(len(messages))
-                router.route(messages)
+                for start in range(0, len(messages), ROUTE_SLICE):
+                    if start:
+                        await asyncio.sleep(0)  # serve the answers that came meanwhile
+                    router.route(messages[start : start + ROUTE_SLICE])
             self._dlq.poll()
             if self._budget_log is not None:
                 self._budget_log.poll()
