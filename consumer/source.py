@@ -175,17 +175,19 @@ class KafkaSource:
             log.warning("kafka client error", extra={"error": err.str()})
 
     def _commit_result(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """librdkafka's report of a commit (poll thread). A refused one is handed to the loop,
-        which commits those partitions again: the periodic commit sends only changed
-        positions, so a lost commit of a partition with nothing left to do would otherwise
-        stay behind until shutdown."""
+        """A commit's result (poll thread): librdkafka's `on_commit` for asynchronous commits,
+        `commit_now` for synchronous ones (which never reach `on_commit`). A refused one is
+        handed to the loop, which commits those partitions again: the periodic commit sends
+        only changed positions, so a lost commit of a partition with nothing left to do would
+        otherwise stay behind until shutdown."""
         if err is not None and err.code() == KafkaError._NO_OFFSET:
             return
+        errors = [p.error for p in partitions if p.error is not None]
         failed = [
             (p.topic, p.partition) for p in partitions if err is not None or p.error is not None
         ]
         if failed:
-            reason = err.str() if err is not None else str(partitions[0].error)
+            reason = err.str() if err is not None else str(errors[0])
             log.warning(
                 "offset commit refused; committing again",
                 extra={"partitions": [f"{t}-{p}" for t, p in failed], "error": reason},
@@ -344,8 +346,10 @@ class KafkaSource:
         try:
             if asynchronous:  # two calls: the client's type hints overload on the literal
                 self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+            else:  # per-partition errors come back in the result, not as an exception
+                self._commit_result(
+                    None, self._consumer.commit(offsets=offsets, asynchronous=False) or []
+                )
         except KafkaException as exc:
             self._commit_result(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), offsets)
 
