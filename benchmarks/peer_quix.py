@@ -6,7 +6,7 @@ each value with `consumer.codec.decode.Decoder("raw").decode`, `sdf.apply` maps 
 emulator's single-item endpoints (the emulator has no batch endpoint) with the same body and
 Idempotency-Key the service sends. Quix flushes a sink batch per partition at every checkpoint,
 then commits; `write` sends a batch's requests concurrently over 32 keep-alive connections, one
-lane per Kafka key so each user's requests keep their order, as the service's realtime lanes do.
+lane per Kafka key so each user's requests keep their order, as the service's realtime senders do.
 
 The sink sends with aiohttp, the fastest general asyncio HTTP client we measured (one
 `ClientSession` with a keep-alive `TCPConnector` of 32 connections, on one asyncio event loop the

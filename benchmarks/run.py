@@ -249,7 +249,8 @@ class Window:
     busy_cores: float | None = None
     progress: list[tuple[float, int]] = field(default_factory=list)  # (s since first, committed)
     stable: tuple[float, int] | None = None  # when every member had partitions; committed then
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (s since first, gauge)
+    # (s since first, emulator requests so far, each metric of `sample`), once a second
+    samples: list[tuple[float, ...]] = field(default_factory=list)
 
 
 def _thread_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -264,12 +265,12 @@ def watch(
     total: int,
     timeout: float,
     metrics_ports: Sequence[int] = (),
-    sample: str = "",
+    sample: Sequence[str] = (),
 ) -> Window:
     """Poll until the group has committed `total` records (or timeout / a consumer exits).
     With the members' `metrics_ports`, also note when the group is stable: every member owns
     partitions and together all of them (the joins and their rebalances are over), and read
-    the metric `sample` of the first member each second."""
+    the metrics `sample` of the first member (and the emulator's request count) each second."""
     deadline = time.monotonic() + timeout
     first: tuple[float, float, float] | None = None
     threads_first: dict[str, float] = {}
@@ -277,7 +278,7 @@ def watch(
     committed = 0
     progress: list[tuple[float, int]] = []
     stable: tuple[float, int] | None = None
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, ...]] = []
     while time.monotonic() < deadline:
         if any(exited(p) for p in procs):
             break
@@ -298,9 +299,10 @@ def watch(
         since = time.time() - first[0]
         if not progress or since - progress[-1][0] >= 1.0:
             progress.append((round(since, 2), committed))
-            value = metric_sum(metrics_ports[0], sample) if sample and metrics_ports else None
-            if value is not None:
-                samples.append((round(since, 2), value))
+            if sample and metrics_ports:
+                values = [metric_sum(metrics_ports[0], name) or 0.0 for name in sample]
+                requests = float(env.emulator_stats()["total"])
+                samples.append((round(since, 2), requests, *values))
         if committed >= total:
             now, cpu = time.time(), sum(cpu_seconds(p.pid) for p in procs)
             emu = float(env.emulator_stats()["process_cpu_seconds"])
@@ -376,7 +378,7 @@ def run_consumers(
     self_reported_start: bool = False,
     faults: dict[str, Any] | None = None,
     metrics_ports: Sequence[int] = (),
-    sample: str = "",
+    sample: Sequence[str] = (),
 ) -> Run:
     """Run one or more consumer processes of one group until all is committed, then SIGTERM.
 
@@ -713,7 +715,7 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
     """Events/s of one consumer process vs two in one group, on the 6-partition topic: once
     with an instant emulator (CPU-bound: both processes share this machine's cores with the
     broker and the emulator), and once per `--scaling-latency-ms` with that FullStory response
-    time (bound by each process's lanes and the latency, as against the real API)."""
+    time (bound by each process's requests in flight and the latency, as against the real API)."""
     total = sum(ends.values())
     timeout = max(180.0, total / 400)
     out = []
@@ -758,13 +760,33 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
 
 
 LIMIT_GAUGE = "fullstory_consumer_fullstory_concurrency_limit"
+# The limit and the requests' latency (its sum and count give the mean RTT between two samples).
+LATENCY_SAMPLES = (
+    LIMIT_GAUGE,
+    "fullstory_consumer_fullstory_request_duration_seconds_sum",
+    "fullstory_consumer_fullstory_request_duration_seconds_count",
+)
+
+
+def _settled(samples: list[Any]) -> tuple[float | None, float | None, float | None]:
+    """Over the second half of the samples: the median limit, the emulator's requests/s and the
+    mean RTT in ms (limit over RTT against requests/s says whether the limit or the demand
+    bound the rate)."""
+    if len(samples) < 4:
+        return None, None, None
+    half = samples[len(samples) // 2 :]
+    (t0, req0, _, sum0, n0), (t1, req1, _, sum1, n1) = half[0], half[-1]
+    rate = (req1 - req0) / (t1 - t0) if t1 > t0 else None
+    rtt = (sum1 - sum0) / (n1 - n0) * 1e3 if n1 > n0 else None
+    return statistics.median(row[2] for row in half), rate, rtt
 
 
 def latency_suite(args: argparse.Namespace, env: Env) -> Any:
     """Realtime with default settings against an emulator answering after each of
     `--latency-ms`, and once more at `--rate-limit` requests/s (100 ms): events/s, CPU per event,
     the adaptive concurrency limit (the gauge each second; `settled` is the median of the second
-    half of the run) and the 429s (a storm would be many per request stored)."""
+    half of the run, with the requests/s and mean RTT then) and the 429s (a storm would be many
+    per request stored)."""
     count = args.latency_events
     topic = f"bench-latency-{count}"
     ends = env.load(topic, count)
@@ -786,10 +808,11 @@ def latency_suite(args: argparse.Namespace, env: Env) -> Any:
             timeout,
             faults=faults,
             metrics_ports=[port],
-            sample=LIMIT_GAUGE,
+            sample=LATENCY_SAMPLES,
         )
-        limits = [value for _, value in run.extra.get("samples", [])]
-        settled = statistics.median(limits[len(limits) // 2 :]) if limits else None
+        samples = run.extra.get("samples", [])
+        limits = [row[2] for row in samples]
+        settled, requests_per_s, rtt_ms = _settled(samples)
         statuses = run.extra.get("by_status") or {}
         row = {
             **faults,
@@ -797,6 +820,8 @@ def latency_suite(args: argparse.Namespace, env: Env) -> Any:
             "cpu_us_per_event": run.cpu / run.events * 1e6 if run.events else None,
             "limit_settled": settled,
             "limit_max": max(limits) if limits else None,
+            "settled_requests_per_s": requests_per_s,
+            "settled_rtt_ms": rtt_ms,
             "status_429": int(statuses.get("429", 0)),
             "emulator_cpu_share": run.emulator_cpu_share,
             "machine_busy_cores": run.machine_busy_cores,
@@ -808,7 +833,8 @@ def latency_suite(args: argparse.Namespace, env: Env) -> Any:
         emu = run.emulator_cpu_share or 0.0
         print(
             f"  {run.rate:,.0f} events/s, {cpu:.0f} µs CPU per event, limit settled at "
-            f"{settled}, max {row['limit_max']}, {row['status_429']} 429s, emulator "
+            f"{settled} ({requests_per_s or 0:,.0f} requests/s at {rtt_ms or 0:.0f} ms then), max "
+            f"{row['limit_max']}, {row['status_429']} 429s, emulator "
             f"{emu:.0%} of a core, machine {busy:.2f} of {CORES} cores busy "
             f"({'ok' if run.ok else run.note})",
             flush=True,

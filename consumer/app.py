@@ -56,7 +56,7 @@ def decoder_for(config: Config) -> Decoder:
         return Decoder("raw")
     registry = config.registry_settings()
     if registry is not None:
-        # Decoding runs on the event loop: a schema fetch must not stall the lanes.
+        # Decoding runs on the event loop: a schema fetch must not stall the senders.
         return Decoder("confluent", RegistrySchemaResolver(registry, blocking=False))
     return Decoder("confluent", DirectorySchemaResolver(config.registry.schema_dir))
 
@@ -311,7 +311,7 @@ class Pipeline:
                 self._update_lag(source)
                 if not source.brokers_up:
                     await source.probe()
-            # Let the sink's lanes run between consume calls even when Kafka returns at once.
+            # Let the sink's senders run between consume calls even when Kafka returns at once.
             await asyncio.sleep(0)
 
     async def _drain_polling(self, core: _Core, sink: Sink, timeout: float) -> bool:

@@ -243,7 +243,7 @@ class RegistrySchemaResolver:
     errors, timeouts, 429, 5xx and auth failures are RegistryUnavailable: retrying (or fixing
     the credentials) will help, dead-lettering won't.
 
-    `blocking=False` is for the event loop, where a request would stall every lane: a miss
+    `blocking=False` is for the event loop, where a request would stall every sender: a miss
     starts the fetch on a worker thread (one in flight per id) and raises SchemaPending at
     once; once the fetch is over, the next call returns the schema or raises the fetch's error
     (after a RegistryUnavailable the call after that starts a new fetch). Called from one

@@ -288,7 +288,7 @@ class FullStoryClient:
                     code, message = _error_body(body)
                     return Rejected(status, code, message)
                 if status == 429:
-                    pacer.limited()  # the other lanes slow down; this one still waits below
+                    pacer.limited()  # the other senders slow down; this one still waits below
                 cause = str(status)
                 retry_after = parse_retry_after(response_headers.get("retry-after"))
                 if retry_after:

@@ -38,11 +38,23 @@ class AimdRule:
       CPU per request there). If the answers to requests sent a round trip after the cut (once
       the old queue drained) are no faster (they did not shorten by half what a queue of ours
       would have lost), the queue is not ours: FullStory itself got slower, its new RTT becomes
-      the floor and the limit doubles again instead of falling on.
+      the floor and the limit doubles again instead of falling on. A cut right after a doubling
+      is not judged so (the queue is ours by construction, and that period's mean mixes answers
+      sent at both limits, which made a cut look as if it had not helped and let the limit
+      ratchet up to 5x a bounded server's knee); the next cut, at a steady limit, is.
+    - The default tolerance (a quarter; cut at half again the floor) is what an event loop busy
+      reading a backlog adds to 100 ms answers with 512 in flight (25-45 ms measured): with a
+      tenth the limit fell for that at every start, as the in-flight window filled, and then
+      grew back one by one, settling at 300-450 where 512 delivered more.
+    - A latency cut needs two slow periods in a row (or one after a cut): a burst of this
+      process's own work, such as the in-flight window refilling, slows one round trip of
+      answers and is over by the next. Back-pressure cuts at once.
     - No back-pressure, a mean RTT within `tolerance` of the floor (or half `min_queue`), and
       requests waited for a slot (the limit, not the demand, held them back): the limit grows,
       doubling while below the threshold (up to the limit the last congestion left, or the
-      maximum before any: a "slow start"), else by one.
+      maximum before any: a "slow start"), else by a step that starts at one after a cut or a
+      hold and doubles with each growth in a row (it probes carefully near where it was cut,
+      and makes up a cut that was noise in a few round trips instead of hundreds).
     - Otherwise it holds.
     Only answers to requests sent after the last cut count: those sent before it describe the
     old limit, so a storm of 429s already in flight costs one cut, not one per period. Growth
@@ -57,7 +69,7 @@ class AimdRule:
         *,
         initial: int = INITIAL,
         decrease: float = 0.9,
-        tolerance: float = 0.1,
+        tolerance: float = 0.25,
         min_queue: float = 0.005,
     ) -> None:
         if not (1 <= minimum <= maximum and 0.0 < decrease < 1.0 and tolerance > 0.0):
@@ -79,6 +91,9 @@ class AimdRule:
         self._waited = False  # a request waited for a slot in the current period
         self._last_change = -float("inf")  # clock time of the last cut
         self._cutting = False  # the last change was a cut (one congestion, maybe several cuts)
+        self._doubled = False  # the last change was a doubling
+        self._step = 1  # the next growth above the threshold; doubles while growth goes on
+        self._high = False  # the last judged period's mean was above the queue bound
 
     def waited(self) -> None:
         """A request found every slot taken: the limit, not the demand, held it back."""
@@ -105,20 +120,28 @@ class AimdRule:
             probe, self._probe = self._probe, 0.0
             mean = self._period = self._total / self._count
             floor = self.floor = min(self.floor or mean, mean)
+            high = mean - floor > max(2.0 * self._tolerance * floor, self._min_queue)
             if self._congested:
                 self._cut(now)
-            elif mean - floor > max(2.0 * self._tolerance * floor, self._min_queue):
+            elif high and not (self._high or probe):
+                self._step = 1  # one slow period: wait for a second (see the class docstring)
+            elif high:
                 if probe and mean > probe * (1.0 - (1.0 - self._decrease) / 2.0):
                     self.floor = mean  # cutting did not shorten the answers: not our queue
                     self._threshold = self.maximum  # nor a reason to stop doubling
                 else:
-                    self._probe = mean
+                    # Right after a doubling the queue is ours by construction, and the mean
+                    # mixes answers sent at both limits: no probe to judge the cut by.
+                    self._probe = 0.0 if self._doubled else mean
                     self._cut(now)
                     # Requests sent in the next round trip still wait behind the queue that
                     # was: judge the cut by the ones after them.
                     self._last_change = now + mean
             elif self._waited and mean - floor <= max(self._tolerance * floor, self._min_queue / 2):
                 self._grow(now)
+            else:
+                self._step = 1
+            self._high = high
         elif self._congested:
             self._cut(now)
         # After a cut the next round trip brings answers to requests sent before it: the
@@ -131,6 +154,8 @@ class AimdRule:
         self._congested = self._waited = False
 
     def _cut(self, now: float) -> None:
+        self._doubled = False
+        self._step = 1
         self.limit = max(self.minimum, int(self.limit * self._decrease))
         if not self._cutting:  # the first cut of this congestion: regrow fast up to here
             self._threshold = self.limit
@@ -140,10 +165,12 @@ class AimdRule:
     def _grow(self, now: float) -> None:
         self._cutting = False
         self._last_change = now
-        if self.limit < self._threshold:
+        self._doubled = self.limit < self._threshold
+        if self._doubled:
             grown = min(self._threshold, 2 * self.limit)
         else:
-            grown = self.limit + 1
+            grown = self.limit + self._step
+            self._step *= 2
         self.limit = min(self.maximum, grown)
 
 

@@ -1,10 +1,10 @@
 """Adaptive request pacing for one FullStory org after its rate limit answers 429 (AIMD, like TCP
 congestion control or Vector's adaptive request concurrency).
 
-Without it every lane that meets a 429 sleeps its Retry-After (>= 1 s) at about the same time
+Without it every sender that meets a 429 sleeps its Retry-After (>= 1 s) at about the same time
 while the server's token bucket refills and overflows unused: a realtime member delivered 27-40%
 of the org's limit. With it a 429 sets a pace shared by every request, just below what the server
-let through, so the lanes that are awake keep sending at a rate the server accepts (95% of a
+let through, so the senders that are awake keep sending at a rate the server accepts (95% of a
 200 requests/s limit in tests/integration/test_rate_limit.py). Until the first 429 it costs one
 clock read per answer: realtime delivery makes thousands of calls a second.
 """
@@ -31,7 +31,7 @@ class Pacer:
     - While paced and no 429 arrives the pace grows by `increase` (a fraction) per second, times
       the seconds since the last cut (at least 1): gently near the rate that drew the last 429,
       ever faster when that cut went too deep, as the second one does: the first storm's 429s
-      put most lanes to sleep at once, so the 2xx count it sees is far below the limit.
+      put most senders to sleep at once, so the 2xx count it sees is far below the limit.
     - After `release_after` seconds without a 429, once the pace is at least twice the 2xx rate
       (the pace no longer holds anything back), pacing ends.
     """

@@ -1,12 +1,20 @@
-"""Realtime delivery: each request to FullStory's single-item endpoints, over a fixed set of lanes.
+"""Realtime delivery: each request to FullStory's single-item endpoints, by a fixed set of senders.
 
-A record's key (the Segment userId or anonymousId) always maps to the same lane and a lane sends one
-record at a time, so one user's updates keep their order while different users go in parallel.
-There are as many lanes as `concurrency`, the most requests a destination may have in flight;
-how many of them send at once is each destination's adaptive limit, which the client applies
-per request (`consumer.sink.concurrency`), so the lanes only keep the order.
+One user's records keep their order: a record whose key (the Segment userId or anonymousId) has
+a record waiting or in flight is held behind it, and the sender that finishes a key's record
+goes on with that key's next one. Records of other keys go to whichever sender is free, so a
+member has as many requests in flight as it has users with work, up to the senders
+(`concurrency`, the most a destination may have in flight); how many of them send at once is
+each destination's adaptive limit, which the client applies per request
+(`consumer.sink.concurrency`). Keyless records need no order and go to any sender.
+
+Why not lanes by a hash of the key (as before): a lane sends one record at a time, so the lane
+with the most records sets how long a backlog takes, and the others idle meanwhile. 14,000
+queued records on 512 hashed lanes left the longest with ~1.6x the mean; delivery slowed to a
+trickle for seconds before the last commit, and the commit lagged what was sent.
+
 A queued record holds its requests as exact-size JSON, not as the mapped dicts: several times
-smaller, so many records can wait in the lanes (the in-flight window sets the throughput).
+smaller, so many records can wait (the in-flight window sets the throughput).
 """
 
 from __future__ import annotations
@@ -31,47 +39,21 @@ def encoded(request: Request) -> Call:
     return (request.method, request.path, body, request.idempotency_key)
 
 
-def lane_for(key: bytes | None, offset: int, lanes: int) -> int:
-    """The lane of a record: by key, so one user's records keep their order (keyless ones
-    spread by offset). Python's hash (SipHash, seeded per process; lanes live only as long as
-    the process) rather than CRC32, which librdkafka's default partitioner uses: with the same
-    hash a member owning only the odd partitions of a 6-partition topic sent on odd lanes only,
-    half its lanes idle."""
-    return hash(key) % lanes if key else offset % lanes
-
-
 @dataclass(slots=True)
 class _Queued:
     job: Job  # without its mapped requests: `calls` carries them
     calls: tuple[Call, ...]
 
 
-class _Lane:
-    """A lane's waiting jobs: a deque rather than an asyncio.Queue, so that a revoke can take
-    back the jobs of its partitions that have not started."""
-
-    __slots__ = ("jobs", "ready")
-
-    def __init__(self) -> None:
-        self.jobs: deque[_Queued] = deque()
-        self.ready = asyncio.Event()
-
-    def put(self, queued: _Queued) -> None:
-        self.jobs.append(queued)
-        self.ready.set()
-
-    async def get(self) -> _Queued:
-        while not self.jobs:
-            self.ready.clear()
-            await self.ready.wait()
-        return self.jobs.popleft()
-
-
 class RealtimeSink:
     """Bounded-concurrency sender (a `Sink`); reports each job's result through `on_done`."""
 
-    def __init__(self, lanes: int, on_done: Done, on_fatal: Fatal) -> None:
-        self._lanes = [_Lane() for _ in range(lanes)]
+    def __init__(self, senders: int, on_done: Done, on_fatal: Fatal) -> None:
+        self._senders = senders
+        self._ready: deque[_Queued] = deque()  # free to start: no earlier record of its key left
+        # Per key with a record ready or in flight: its later records, in order.
+        self._held: dict[bytes, deque[_Queued]] = {}
+        self._idle: deque[asyncio.Future[_Queued]] = deque()  # senders waiting for work
         self._started: dict[Partition, int] = {}  # per partition: highest offset started
         self._on_done = on_done
         self._on_fatal = on_fatal
@@ -79,33 +61,71 @@ class RealtimeSink:
         self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._workers = [asyncio.create_task(self._work(lane)) for lane in self._lanes]
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self._senders)]
 
     def submit(self, job: Job) -> None:
-        lane = lane_for(job.record.key, job.record.offset, len(self._lanes))
         calls = tuple(encoded(request) for request in job.requests)
-        self._lanes[lane].put(_Queued(Job(job.record, (), job.client), calls))
+        queued = _Queued(Job(job.record, (), job.client), calls)
+        key = job.record.key
+        if key:
+            held = self._held.get(key)
+            if held is not None:
+                held.append(queued)
+                return
+            self._held[key] = deque()
+        self._dispatch(queued)
+
+    def _dispatch(self, queued: _Queued) -> None:
+        """To an idle sender if there is one (it starts the record now), else to the ready queue."""
+        idle = self._idle
+        while idle:
+            sender = idle.popleft()
+            if not sender.done():
+                self._mark_started(queued)
+                sender.set_result(queued)
+                return
+        self._ready.append(queued)
+
+    def _mark_started(self, queued: _Queued) -> None:
+        record = queued.job.record
+        tp = (record.topic, record.partition)
+        if record.offset > self._started.get(tp, -1):
+            self._started[tp] = record.offset
 
     def release(self, tps: Collection[Partition], *, everything: bool = False) -> list[Job]:
-        """Take back the jobs of these partitions queued beyond the highest offset any lane has
+        """Take back the jobs of these partitions queued beyond the highest offset any sender has
         started (`everything`: all their queued jobs): at a revoke they are left unsent and
-        uncommitted for the next owner, instead of holding up the rebalance while the lanes
+        uncommitted for the next owner, instead of holding up the rebalance while the senders
         work through everything queued before them. By default only that suffix goes back, so
         once the rest is done the commit reaches exactly the first released record and the next
-        owner sends nothing twice."""
+        owner sends nothing twice. A held record whose key's ready record goes back takes its
+        place in the ready queue."""
         started = self._started
+
+        def releases(queued: _Queued) -> bool:
+            record = queued.job.record
+            return record.tp in tps and (everything or record.offset > started.get(record.tp, -1))
+
         released: list[Job] = []
-        for lane in self._lanes:
-            kept: deque[_Queued] = deque()
-            for queued in lane.jobs:
-                record = queued.job.record
-                tp = record.tp
-                if tp in tps and (everything or record.offset > started.get(tp, -1)):
-                    released.append(queued.job)
+        for key, held in self._held.items():
+            if any(releases(queued) for queued in held):
+                kept = deque(queued for queued in held if not releases(queued))
+                released.extend(queued.job for queued in held if releases(queued))
+                self._held[key] = kept
+        ready: deque[_Queued] = deque()
+        for queued in self._ready:
+            if not releases(queued):
+                ready.append(queued)
+                continue
+            released.append(queued.job)
+            user = queued.job.record.key
+            if user:
+                waiting = self._held[user]
+                if waiting:
+                    ready.append(waiting.popleft())
                 else:
-                    kept.append(queued)
-            if len(kept) != len(lane.jobs):
-                lane.jobs = kept
+                    del self._held[user]
+        self._ready = ready
         return released
 
     def plan(self, tp: Partition) -> str:
@@ -120,24 +140,38 @@ class RealtimeSink:
         self._started.pop(tp, None)
 
     def flush(self) -> None:
-        """Nothing waits to be grouped: every job is sent as soon as its lane is free."""
+        """Nothing waits to be grouped: every job is sent as soon as a sender is free."""
 
-    async def _work(self, lane: _Lane) -> None:
-        started = self._started
+    async def _next(self) -> _Queued:
+        if self._ready:
+            queued = self._ready.popleft()
+            self._mark_started(queued)
+            return queued
+        sender: asyncio.Future[_Queued] = asyncio.get_running_loop().create_future()
+        self._idle.append(sender)
+        return await sender
+
+    async def _work(self) -> None:
         while True:
-            queued = await lane.get()
-            record = queued.job.record
-            tp = (record.topic, record.partition)
-            if record.offset > started.get(tp, -1):
-                started[tp] = record.offset
-            try:
-                result = await self._deliver(queued)
-            except Abandoned:
-                return  # only raised once the sink is closing
-            except AuthenticationError as exc:
-                self._on_fatal(exc)
-                continue
-            self._on_done(queued.job, result)
+            queued = await self._next()
+            key = queued.job.record.key
+            while True:
+                try:
+                    result = await self._deliver(queued)
+                except Abandoned:
+                    return  # only raised once the sink is closing
+                except AuthenticationError as exc:
+                    self._on_fatal(exc)
+                else:
+                    self._on_done(queued.job, result)
+                if not key:
+                    break
+                held = self._held[key]
+                if not held:
+                    del self._held[key]
+                    break
+                queued = held.popleft()  # the key's next record, on this sender
+                self._mark_started(queued)
 
     async def _deliver(self, queued: _Queued) -> Rejected | None:
         client = queued.job.client

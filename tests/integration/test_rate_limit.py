@@ -1,4 +1,4 @@
-"""Under FullStory's rate limit a realtime member delivers close to the allowed rate: its lanes
+"""Under FullStory's rate limit a realtime member delivers close to the allowed rate: its senders
 share a pace set from the 429s instead of all sleeping out their Retry-After together (which
 delivered 30-40% of the limit), and every event is still stored exactly once."""
 

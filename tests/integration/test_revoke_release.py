@@ -30,9 +30,9 @@ from consumer.transform import DestinationSettings
 pytestmark = pytest.mark.integration
 
 EVENTS = 3000
-# 32 lanes at 300 ms: ~107 requests/s, so the first member holds ~2,500 queued records when the
+# 32 in flight at 300 ms: ~107 requests/s, so the first member holds ~2,500 queued records when the
 # second joins; working through them would take ~20 s, far beyond this drain budget. Finishing
-# only up to the highest started offset takes the lanes' spread: ~1-3 s, more on a loaded CI.
+# only up to the highest started offset takes ~1-3 s, more on a loaded CI.
 ENV = {"FULLSTORY_CONSUMER_DRAIN_TIMEOUT": "8"}
 
 
@@ -49,7 +49,7 @@ def test_a_revoke_hands_back_queued_records_and_nothing_is_sent_twice(
     tmp_path: Path,
 ) -> None:
     bootstrap = kafka_broker.bootstrap_servers
-    # One user per event: the lanes share the records evenly, as with real traffic.
+    # One user per event: every record can go to any sender, as with real traffic.
     events = [
         {**event, "userId": f"release-user-{i}"}
         for i, event in enumerate(many_events(EVENTS, prefix="release"))

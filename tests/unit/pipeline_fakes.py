@@ -126,7 +126,7 @@ class FakeSource:
 
 
 class FakeSink:
-    """Holds every job until the test acknowledges it; `started` jobs are the ones a lane has
+    """Holds every job until the test acknowledges it; `started` jobs are the ones a sender has
     begun (a revoke must wait for those, and may take the others back)."""
 
     def __init__(self, on_done: Done, on_fatal: Fatal) -> None:

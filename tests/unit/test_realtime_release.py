@@ -1,5 +1,5 @@
 """At a revoke the realtime sink hands back the revoked partitions' jobs queued beyond the
-highest offset a lane has started, keeps sending everything else, and lets started jobs
+highest offset a sender has started, keeps sending everything else, and lets started jobs
 finish: the commit then reaches exactly the first released record."""
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ def test_release_takes_back_only_unstarted_jobs_of_the_revoked_partitions() -> N
         def on_done(job: Job, rejected: Rejected | None) -> None:
             done.append((job.record.partition, job.record.offset))
 
-        sink = RealtimeSink(1, on_done, lambda exc: None)  # one lane: a strict queue
+        sink = RealtimeSink(1, on_done, lambda exc: None)  # one sender: a strict queue
         client = _SlowClient()
         sink.start()
         for offset, partition in enumerate((0, 1, 0, 1, 0)):
             sink.submit(_job(client, partition, offset))
-        await asyncio.sleep(0.01)  # the lane has started the first job (partition 0)
+        await asyncio.sleep(0.01)  # the sender has started the first job (partition 0)
         released = sink.release({("t", 0)})
         assert [(j.record.partition, j.record.offset) for j in released] == [(0, 2), (0, 4)]
         assert sink.release({("t", 0)}) == []  # nothing of partition 0 is queued any more
@@ -74,10 +74,12 @@ def test_release_keeps_queued_jobs_below_the_highest_started_offset() -> None:
         )
         client = _SlowClient()
         sink.start()
-        # Keyless records take lane offset % 2: lane 0 is busy with partition 1's record when
-        # partition 0's offset 4 queues behind it, while lane 1 starts offset 5 at once.
-        for partition, offset in ((1, 2), (0, 4), (0, 5), (0, 6), (0, 7)):
-            sink.submit(_job(client, partition, offset, key=None))
+        # Partition 0's offset 4 is held behind its user's record of partition 1, in flight on
+        # one sender, while the other sender starts the keyless offset 5 at once.
+        sink.submit(_job(client, 1, 2, key=b"user"))
+        sink.submit(_job(client, 0, 4, key=b"user"))
+        for offset in (5, 6, 7):
+            sink.submit(_job(client, 0, offset, key=None))
         await asyncio.sleep(0.01)
         released = sink.release({("t", 0)})
         assert sorted(j.record.offset for j in released) == [6, 7]  # 4 < 5 must still go
