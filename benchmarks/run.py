@@ -760,11 +760,14 @@ def scaling_suite(args: argparse.Namespace, env: Env, topic: str, ends: dict[Any
 
 
 LIMIT_GAUGE = "fullstory_consumer_fullstory_concurrency_limit"
+FIXED_CONCURRENCY = 512  # `concurrency`'s default: --latency-fixed-ms runs hold it in flight
 # The limit and the requests' latency (its sum and count give the mean RTT between two samples).
 LATENCY_SAMPLES = (
     LIMIT_GAUGE,
     "fullstory_consumer_fullstory_request_duration_seconds_sum",
     "fullstory_consumer_fullstory_request_duration_seconds_count",
+    "fullstory_consumer_fullstory_retries_total",
+    "fullstory_consumer_fullstory_request_pace",
 )
 
 
@@ -775,7 +778,7 @@ def _settled(samples: list[Any]) -> tuple[float | None, float | None, float | No
     if len(samples) < 4:
         return None, None, None
     half = samples[len(samples) // 2 :]
-    (t0, req0, _, sum0, n0), (t1, req1, _, sum1, n1) = half[0], half[-1]
+    (t0, req0, _, sum0, n0, *_), (t1, req1, _, sum1, n1, *_) = half[0], half[-1]
     rate = (req1 - req0) / (t1 - t0) if t1 > t0 else None
     rtt = (sum1 - sum0) / (n1 - n0) * 1e3 if n1 > n0 else None
     return statistics.median(row[2] for row in half), rate, rtt
@@ -790,15 +793,20 @@ def latency_suite(args: argparse.Namespace, env: Env) -> Any:
     count = args.latency_events
     topic = f"bench-latency-{count}"
     ends = env.load(topic, count)
-    cases = [{"latency_ms": ms} for ms in args.latency_ms]
+    cases: list[tuple[dict[str, Any], bool]] = [
+        *(({"latency_ms": ms}, False) for ms in args.latency_ms),
+        *(({"latency_ms": ms}, True) for ms in args.latency_fixed_ms),
+    ]
     if args.rate_limit:
-        cases.append({"latency_ms": 100.0, "rate_limit": args.rate_limit, "burst": 50})
+        cases.append(({"latency_ms": 100.0, "rate_limit": args.rate_limit, "burst": 50}, False))
     out = []
-    for faults in cases:
+    for faults, fixed in cases:
         port = free_port()
-        group = env.group(f"latency-{faults['latency_ms']:g}")
+        group = env.group(f"latency-{faults['latency_ms']:g}{'-fixed' if fixed else ''}")
         cmd = [*service_command(env, topic, group, "realtime"), "--metrics-port", str(port)]
-        print(f"latency: {faults} (load {load_average()})", flush=True)
+        if fixed:  # the floor at the ceiling: a fixed number in flight, to compare with
+            cmd += ["--min-concurrency", str(FIXED_CONCURRENCY)]
+        print(f"latency: {faults}{' fixed' if fixed else ''} (load {load_average()})", flush=True)
         timeout = max(180.0, count / 50)
         run = run_consumers(
             env,
@@ -816,6 +824,7 @@ def latency_suite(args: argparse.Namespace, env: Env) -> Any:
         statuses = run.extra.get("by_status") or {}
         row = {
             **faults,
+            "fixed_concurrency": FIXED_CONCURRENCY if fixed else None,
             "events_per_s": run.rate,
             "cpu_us_per_event": run.cpu / run.events * 1e6 if run.events else None,
             "limit_settled": settled,
@@ -907,6 +916,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also realtime with default settings against an emulator answering after this many "
         "ms (repeatable; the adaptive concurrency benchmark: 20, 100, 300)",
     )
+    parser.add_argument(
+        "--latency-fixed-ms",
+        type=float,
+        action="append",
+        default=[],
+        help="also realtime at this latency with a fixed 512 in flight (the adaptive limit's "
+        "ceiling), side by side with the defaults",
+    )
     parser.add_argument("--latency-events", type=int, default=60_000)
     parser.add_argument(
         "--rate-limit",
@@ -947,7 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"two processes = {row['ratio']:.2f}x one over the whole window"
                     + (f", {stable:.2f}x once the group was stable" if stable else "")
                 )
-        if args.latency_ms:
+        if args.latency_ms or args.latency_fixed_ms:
             report["latency"] = latency_suite(args, env)
         if args.profile:
             report["profile"] = profile_suite(args, env, args.results)
