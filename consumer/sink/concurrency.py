@@ -111,7 +111,13 @@ class AimdRule:
                 self._total += rtt
                 self._count += 1
         if now >= self._period_end:
-            self._adjust(now)
+            if self._period_end == -float("inf"):
+                # The first answer is the fastest of the first requests in flight: a floor
+                # taken from it alone left later answers a third slower in the band where the
+                # limit neither grows nor cuts, for good. The first period is a round trip.
+                self._period_end = now + rtt
+            else:
+                self._adjust(now)
         return self.limit
 
     def _adjust(self, now: float) -> None:
@@ -141,6 +147,7 @@ class AimdRule:
                 self._grow(now)
             else:
                 self._step = 1
+                self._doubled = False
             self._high = high
         elif self._congested:
             self._cut(now)
@@ -170,7 +177,7 @@ class AimdRule:
             grown = min(self._threshold, 2 * self.limit)
         else:
             grown = self.limit + self._step
-            self._step *= 2
+            self._step = min(2 * self._step, self.maximum)
         self.limit = min(self.maximum, grown)
 
 

@@ -1,9 +1,11 @@
 """Realtime delivery: each request to FullStory's single-item endpoints, by a fixed set of senders.
 
 One user's records keep their order: a record whose key (the Segment userId or anonymousId) has
-a record waiting or in flight is held behind it, and the sender that finishes a key's record
-goes on with that key's next one. Records of other keys go to whichever sender is free, so a
-member has as many requests in flight as it has users with work, up to the senders
+a record waiting or in flight is held behind it until that one is done. Free senders take the
+oldest record that may start (in the order records were read, so a partition's records start
+roughly in offset order: its commit follows closely, a revoke hands back nearly all that is
+queued, and no record waits behind younger ones). A member has as many requests in flight as it
+has users with work, up to the senders
 (`concurrency`, the most a destination may have in flight); how many of them send at once is
 each destination's adaptive limit, which the client applies per request
 (`consumer.sink.concurrency`). Keyless records need no order and go to any sender.
@@ -20,6 +22,7 @@ smaller, so many records can wait (the in-flight window sets the throughput).
 from __future__ import annotations
 
 import asyncio
+import heapq
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -43,6 +46,11 @@ def encoded(request: Request) -> Call:
 class _Queued:
     job: Job  # without its mapped requests: `calls` carries them
     calls: tuple[Call, ...]
+    seq: int  # the order it was submitted in
+
+
+# A record that may start, in the ready heap: (its submission order, the record).
+_Ready = tuple[int, _Queued]
 
 
 class RealtimeSink:
@@ -50,10 +58,11 @@ class RealtimeSink:
 
     def __init__(self, senders: int, on_done: Done, on_fatal: Fatal) -> None:
         self._senders = senders
-        self._ready: deque[_Queued] = deque()  # free to start: no earlier record of its key left
+        self._ready: list[_Ready] = []  # a heap: free to start, no earlier record of its key left
         # Per key with a record ready or in flight: its later records, in order.
         self._held: dict[bytes, deque[_Queued]] = {}
         self._idle: deque[asyncio.Future[_Queued]] = deque()  # senders waiting for work
+        self._seq = 0
         self._started: dict[Partition, int] = {}  # per partition: highest offset started
         self._on_done = on_done
         self._on_fatal = on_fatal
@@ -65,7 +74,8 @@ class RealtimeSink:
 
     def submit(self, job: Job) -> None:
         calls = tuple(encoded(request) for request in job.requests)
-        queued = _Queued(Job(job.record, (), job.client), calls)
+        self._seq += 1
+        queued = _Queued(Job(job.record, (), job.client), calls, self._seq)
         key = job.record.key
         if key:
             held = self._held.get(key)
@@ -84,7 +94,7 @@ class RealtimeSink:
                 self._mark_started(queued)
                 sender.set_result(queued)
                 return
-        self._ready.append(queued)
+        heapq.heappush(self._ready, (queued.seq, queued))
 
     def _mark_started(self, queued: _Queued) -> None:
         record = queued.job.record
@@ -112,20 +122,24 @@ class RealtimeSink:
                 kept = deque(queued for queued in held if not releases(queued))
                 released.extend(queued.job for queued in held if releases(queued))
                 self._held[key] = kept
-        ready: deque[_Queued] = deque()
-        for queued in self._ready:
+        ready: list[_Ready] = []
+        for entry in self._ready:
+            queued = entry[1]
             if not releases(queued):
-                ready.append(queued)
+                ready.append(entry)
                 continue
             released.append(queued.job)
             user = queued.job.record.key
             if user:
                 waiting = self._held[user]
                 if waiting:
-                    ready.append(waiting.popleft())
+                    follower = waiting.popleft()
+                    ready.append((follower.seq, follower))
                 else:
                     del self._held[user]
+        heapq.heapify(ready)
         self._ready = ready
+        released.sort(key=lambda job: (job.record.tp, job.record.offset))
         return released
 
     def plan(self, tp: Partition) -> str:
@@ -144,7 +158,7 @@ class RealtimeSink:
 
     async def _next(self) -> _Queued:
         if self._ready:
-            queued = self._ready.popleft()
+            queued = heapq.heappop(self._ready)[1]
             self._mark_started(queued)
             return queued
         sender: asyncio.Future[_Queued] = asyncio.get_running_loop().create_future()
@@ -154,24 +168,22 @@ class RealtimeSink:
     async def _work(self) -> None:
         while True:
             queued = await self._next()
+            try:
+                result = await self._deliver(queued)
+            except Abandoned:
+                return  # only raised once the sink is closing
+            except AuthenticationError as exc:
+                self._on_fatal(exc)
+            else:
+                self._on_done(queued.job, result)
             key = queued.job.record.key
-            while True:
-                try:
-                    result = await self._deliver(queued)
-                except Abandoned:
-                    return  # only raised once the sink is closing
-                except AuthenticationError as exc:
-                    self._on_fatal(exc)
-                else:
-                    self._on_done(queued.job, result)
-                if not key:
-                    break
+            if key:
                 held = self._held[key]
-                if not held:
+                if held:  # the key's next record may start now, in its place by age
+                    follower = held.popleft()
+                    heapq.heappush(self._ready, (follower.seq, follower))
+                else:
                     del self._held[key]
-                    break
-                queued = held.popleft()  # the key's next record, on this sender
-                self._mark_started(queued)
 
     async def _deliver(self, queued: _Queued) -> Rejected | None:
         client = queued.job.client

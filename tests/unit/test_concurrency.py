@@ -272,9 +272,20 @@ async def _a_changed_limit_is_reported() -> None:
         await limiter.acquire()
     waiter = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0)
-    limiter.answered(1.0, 0.1, False)  # the first period: 8 → 16
+    limiter.answered(1.0, 0.1, False)  # the first answer: the first period lasts its round trip
     await waiter
+    assert changes == []
+    limiter.answered(1.2, 0.1, False)  # which ends it: 8 → 16
     assert changes == [(8, 16)]
+
+
+def test_the_first_answer_alone_sets_no_floor() -> None:
+    """The first answer is the fastest of the first requests in flight: as the floor, answers
+    a third slower would neither grow the limit nor cut it, for good."""
+    rule = AimdRule(1, 512, initial=64)
+    feed = Feed(rule)
+    feed.periods(1, 0.075, per_period=1)
+    assert feed.periods(30, 0.1) == 512
 
 
 def test_when_fullstory_slows_down_by_itself_the_limit_does_not_collapse() -> None:

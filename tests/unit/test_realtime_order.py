@@ -134,3 +134,61 @@ def test_a_released_ready_record_hands_its_place_to_its_users_next_one() -> None
         await sink.close()
 
     asyncio.run(scenario())
+
+
+def test_records_start_in_the_order_read_so_no_user_waits_behind_younger_ones() -> None:
+    """A sender freed by a user's record takes the oldest record that may start, not that user's
+    next one: C's record, read before the others' later records, is not starved by them."""
+
+    async def scenario() -> None:
+        sink = RealtimeSink(2, lambda job, _: None, lambda exc: None)
+        client = _GatedClient()
+        sink.start()
+        for offset, key in enumerate((b"a", b"b", b"c", b"a", b"b", b"a", b"b")):
+            sink.submit(_job(client, offset, key))
+        client.open.set()
+        await _until(lambda: len(client.started) == 7 and not client.in_flight)
+        offsets = [int(path.rsplit("/", 1)[1]) for path in client.started]
+        assert offsets.index(2) < offsets.index(3)
+        assert offsets.index(2) < offsets.index(4)
+        await sink.close()
+
+    asyncio.run(scenario())
+
+
+class _CountingClient(_GatedClient):
+    """Answers at once until `limit` calls have started, then holds every call."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.open.set()
+        self.hold = asyncio.Event()
+
+    async def call(
+        self, method: str, path: str, body: bytes | None, key: str, stopping: asyncio.Event
+    ) -> object:
+        if len(self.started) >= self.limit:
+            self.gates[path] = self.hold
+        return await super().call(method, path, body, key, stopping)
+
+
+def test_a_revoke_hands_back_nearly_all_of_a_backlog_of_repeat_users() -> None:
+    """Users with several records each: the highest started offset stays near what was sent,
+    so a revoke gives back the rest instead of waiting for most of the backlog."""
+
+    async def scenario() -> None:
+        sink = RealtimeSink(4, lambda job, _: None, lambda exc: None)
+        client = _CountingClient(limit=20)
+        sink.start()
+        for offset in range(400):
+            sink.submit(_job(client, offset, f"user-{offset % 50}".encode()))
+        await _until(lambda: len(client.started) >= 24)
+        released = sink.release({("t", 0)})
+        # 24 started (20 done, 4 held in flight); a sender jumping to its user's next record
+        # would have started offsets ~50 apart and kept all below them.
+        assert len(released) >= 400 - 30, len(released)
+        client.hold.set()
+        await sink.close()
+
+    asyncio.run(scenario())
