@@ -113,15 +113,22 @@ def test_repeated_sigkill(
     # member form the very same import jobs.
     expected, producer = _stream(bootstrap, topic_name, tmp_path, 5000, f"kill-{mode}")
     group = f"g-{uuid.uuid4().hex[:8]}"
+    extra: tuple[str, ...] = ()
     if mode == "realtime":
-        emulator.faults(latency_ms=3)
+        # At most 8 in flight at 10 ms (<= 800/s): a member that starts late, once the stream
+        # is all produced, still takes seconds to catch up, so the kills land mid-stream
+        # (with the adaptive limit it caught up 3,000 records between two 0.25 s polls).
+        emulator.faults(latency_ms=10)
+        extra = ("--concurrency", "8")
         progress, steps = (lambda: _delivered(emulator)), (700, 1800, 3000)
     else:
         # Kill while import jobs are PROCESSING: created, not yet finished, not committed.
         emulator.faults(batch_processing_ms=1500)
         progress, steps = (lambda: _batch_creates(emulator)), (3, 10, 16)
     for threshold in steps:
-        member = _member(consumers, bootstrap, topic_name, group, emulator.url, mode).start()
+        member = _member(
+            consumers, bootstrap, topic_name, group, emulator.url, mode, *extra
+        ).start()
         wait_for(lambda t=threshold: progress() >= t, 120, f"progress {threshold}", member.log)
         member.kill()
     assert _delivered(emulator) < len(expected), "the kills came too late to test anything"

@@ -112,7 +112,10 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
     group = f"g-{uuid.uuid4().hex[:8]}"
 
     for threshold in (800, 2000):
-        member = consumers(bootstrap, topic_name, group, emulator.url).start()
+        # At most 8 in flight at 5 ms (<= 1,600/s): the kills land before the end.
+        member = consumers(
+            bootstrap, topic_name, group, emulator.url, args=("--concurrency", "8")
+        ).start()
         wait_for(
             lambda t=threshold: len(_key_counts(emulator)) >= t,
             90,
