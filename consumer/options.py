@@ -242,6 +242,7 @@ OPTIONS: tuple[Option, ...] = (
         flag="--proxy",
         secret=True,
         default_doc="`HTTPS_PROXY` / `HTTP_PROXY` from the environment, if set",
+        chart="`egress.proxy` / `egress.existingProxySecret`",
     ),
     Option(
         "fullstory_ca",
@@ -252,6 +253,7 @@ OPTIONS: tuple[Option, ...] = (
         env="FULLSTORY_CONSUMER_FULLSTORY_CA",
         flag="--fullstory-ca",
         default_doc="the system's CAs",
+        chart="`egress.fullstoryCa` (a ConfigMap)",
     ),
     Option(
         "settings",

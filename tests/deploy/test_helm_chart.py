@@ -1,9 +1,11 @@
 """The Helm chart lints, renders, validates against the Kubernetes schemas, refuses unsafe values
-(more members than partitions, a grace period shorter than the drain, no API key), and its
-ConfigMap is a config file the service accepts."""
+(more members than partitions, a grace period shorter than the drain, no API key), keeps the
+proxy URL in a Secret and wires the egress values to the options' variables, and its ConfigMap is a
+config file the service accepts."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +13,13 @@ import pytest
 from deploytools import DEPLOY, module, run, tool
 
 from consumer.config import load_config
+from consumer.options import OPTION
 
 CHART = DEPLOY / "helm" / "fullstory-consumer"
 KEY = ("--set", "fullstory.apiKey=test-key")
 CRDS = {"ServiceMonitor", "ScaledObject"}
+PROXY = "http://corp-user:s3cr%40t@proxy.corp:3128"
+EGRESS_ENV = {"FULLSTORY_CONSUMER_PROXY", "NO_PROXY", "FULLSTORY_CONSUMER_FULLSTORY_CA"}
 # The oldest Kubernetes the chart supports (policy/v1 PDBs, seccompProfile) and the newest
 # schema kubernetes-validate bundles.
 K8S_VERSIONS = ("1.25.0", "latest")
@@ -64,8 +69,27 @@ def test_helm_lint() -> None:
             "fullstory.settings.org=o-ABC-na1",
         ),
         ("--set", "fullstory.existingSecret=fs-key", "--set", "podDisruptionBudget.enabled=false"),
+        (
+            *KEY,
+            "--set-string",
+            f"egress.proxy={PROXY}",
+            "--set",
+            "egress.noProxy={schema-registry.kafka.svc,10.0.0.0/8}",
+            "--set",
+            "egress.fullstoryCa=corp-ca",
+        ),
+        (
+            "--set",
+            "fullstory.existingSecret=fs-key",
+            "--set",
+            "egress.existingProxySecret=proxy",
+            "--set",
+            "egress.fullstoryCa=corp-ca",
+            "--set",
+            "egress.fullstoryCaKey=bundle.pem",
+        ),
     ],
-    ids=["defaults", "everything-on", "existing-secret"],
+    ids=["defaults", "everything-on", "existing-secret", "egress", "egress-existing-secrets"],
 )
 def test_rendered_manifests_validate(values: tuple[str, ...]) -> None:
     kv = module("kubernetes_validate")
@@ -110,6 +134,9 @@ def test_defaults_deployment() -> None:
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert kind(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert "test-key" not in str(kind(docs, "ConfigMap"))
+    assert not EGRESS_ENV & set(env)
+    assert {v["name"] for v in pod["volumes"]} == {"config", "tmp"}
+    assert list(kind(docs, "Secret")["data"]) == ["api-key"]
 
 
 def test_grace_period_outlasts_the_drain() -> None:
@@ -184,3 +211,111 @@ def test_the_configmap_is_a_config_the_service_accepts(tmp_path: Path) -> None:
     assert config.kafka.librdkafka == {"security.protocol": "SASL_SSL"}
     settings = config.destinations[0].settings
     assert settings.org == "o-ABC-na1"
+
+
+def secret_data(docs: list[dict[str, Any]]) -> dict[str, str]:
+    data: dict[str, str] = kind(docs, "Secret")["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def test_the_proxy_goes_through_the_secret_only() -> None:
+    docs = render(*KEY, "--set-string", f"egress.proxy={PROXY}")
+    assert secret_data(docs) == {"api-key": "test-key", "proxy-url": PROXY}
+    env = {e["name"]: e for e in container(docs)["env"]}
+    ref = env["FULLSTORY_CONSUMER_PROXY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "rel-fullstory-consumer", "key": "proxy-url"}
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            assert "s3cr" not in str(doc) and "proxy.corp" not in str(doc), doc["kind"]
+    # With the API key in an existing Secret the chart's Secret holds the proxy alone.
+    docs = render(
+        "--set", "fullstory.existingSecret=fs-key", "--set-string", f"egress.proxy={PROXY}"
+    )
+    assert secret_data(docs) == {"proxy-url": PROXY}
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["FULLSTORY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "fs-key"
+    assert env["FULLSTORY_CONSUMER_PROXY"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "rel-fullstory-consumer"
+    )
+
+
+def test_an_existing_proxy_secret_is_referenced_not_copied() -> None:
+    docs = render(
+        *KEY,
+        "--set-string",
+        f"egress.proxy={PROXY}",
+        "--set",
+        "egress.existingProxySecret=corp-proxy",
+        "--set",
+        "egress.existingProxySecretKey=url",
+    )
+    assert secret_data(docs) == {"api-key": "test-key"}
+    assert "s3cr" not in str(docs)
+    env = {e["name"]: e for e in container(docs)["env"]}
+    ref = env["FULLSTORY_CONSUMER_PROXY"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "corp-proxy", "key": "url"}
+    docs = render(
+        "--set", "fullstory.existingSecret=fs-key", "--set", "egress.existingProxySecret=p"
+    )
+    assert "Secret" not in {d["kind"] for d in docs}
+
+
+def test_the_api_key_and_the_proxy_may_not_share_a_key() -> None:
+    err = render_error(
+        *KEY,
+        "--set",
+        "egress.proxy=http://p:3128",
+        "--set",
+        "egress.existingProxySecretKey=api-key",
+    )
+    assert "would share one key" in err
+
+
+@pytest.mark.parametrize(
+    "no_proxy",
+    ["schema-registry.kafka.svc\\,10.0.0.0/8", "{schema-registry.kafka.svc,10.0.0.0/8}"],
+    ids=["string", "list"],
+)
+def test_no_proxy_is_set_from_a_string_or_a_list(no_proxy: str) -> None:
+    docs = render(*KEY, "--set", f"egress.noProxy={no_proxy}")
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["NO_PROXY"] == {"name": "NO_PROXY", "value": "schema-registry.kafka.svc,10.0.0.0/8"}
+    assert "FULLSTORY_CONSUMER_PROXY" not in env
+
+
+def test_the_fullstory_ca_is_mounted_and_named() -> None:
+    docs = render(*KEY, "--set", "egress.fullstoryCa=corp-ca")
+    c = container(docs)
+    env = {e["name"]: e for e in c["env"]}
+    path = env["FULLSTORY_CONSUMER_FULLSTORY_CA"]["value"]
+    assert path == "/etc/fullstory-consumer-ca/ca.crt"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "fullstory-ca")
+    assert mount == {
+        "name": "fullstory-ca",
+        "mountPath": "/etc/fullstory-consumer-ca",
+        "readOnly": True,
+    }
+    assert path.startswith(mount["mountPath"] + "/")
+    pod = kind(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "fullstory-ca")
+    assert volume["configMap"] == {
+        "name": "corp-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    docs = render(
+        *KEY, "--set", "egress.fullstoryCa=corp-ca", "--set", "egress.fullstoryCaKey=b.pem"
+    )
+    env = {e["name"]: e for e in container(docs)["env"]}
+    assert env["FULLSTORY_CONSUMER_FULLSTORY_CA"]["value"] == "/etc/fullstory-consumer-ca/b.pem"
+
+
+def test_the_egress_env_names_are_the_options_env() -> None:
+    docs = render(
+        *KEY,
+        "--set-string",
+        f"egress.proxy={PROXY}",
+        "--set",
+        "egress.fullstoryCa=corp-ca",
+    )
+    names = {e["name"] for e in container(docs)["env"]}
+    assert {OPTION["proxy"].env, OPTION["fullstory_ca"].env} <= names

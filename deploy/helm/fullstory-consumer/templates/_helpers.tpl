@@ -35,6 +35,24 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default (include "fsc.fullname" .) .Values.fullstory.existingSecret -}}
 {{- end -}}
 
+{{- define "fsc.proxySecretName" -}}
+{{- default (include "fsc.fullname" .) .Values.egress.existingProxySecret -}}
+{{- end -}}
+
+{{/* Where the FullStory CA bundle is mounted: its own directory, beside the config mount. */}}
+{{- define "fsc.fullstoryCaDir" -}}
+/etc/fullstory-consumer-ca
+{{- end -}}
+
+{{/* NO_PROXY from egress.noProxy, a string or a list. */}}
+{{- define "fsc.noProxy" -}}
+{{- if kindIs "slice" .Values.egress.noProxy -}}
+{{- join "," .Values.egress.noProxy -}}
+{{- else -}}
+{{- .Values.egress.noProxy | default "" | toString -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Seconds between SIGTERM and SIGKILL: longer than the drain. */}}
 {{- define "fsc.terminationGrace" -}}
 {{- $drain := .Values.config.drainTimeout | float64 -}}
@@ -63,6 +81,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- if and (not .Values.fullstory.apiKey) (not .Values.fullstory.existingSecret) -}}
 {{- fail "set fullstory.apiKey or fullstory.existingSecret (a Secret holding the FullStory API key)" -}}
+{{- end -}}
+{{- if and .Values.fullstory.apiKey (not .Values.fullstory.existingSecret) .Values.egress.proxy (not .Values.egress.existingProxySecret) (eq .Values.fullstory.existingSecretKey .Values.egress.existingProxySecretKey) -}}
+{{- fail (printf "fullstory.existingSecretKey and egress.existingProxySecretKey are both %q: the API key and the proxy URL would share one key of the chart's Secret" .Values.egress.existingProxySecretKey) -}}
+{{- end -}}
+{{- if and (or .Values.egress.proxy .Values.egress.existingProxySecret) (not .Values.egress.existingProxySecretKey) -}}
+{{- fail "egress.existingProxySecretKey must name the proxy URL's key in the Secret" -}}
+{{- end -}}
+{{- if and .Values.egress.fullstoryCa (not .Values.egress.fullstoryCaKey) -}}
+{{- fail "egress.fullstoryCaKey must name the PEM bundle's key in the egress.fullstoryCa ConfigMap" -}}
 {{- end -}}
 {{- if not .Values.kafka.topics -}}
 {{- fail "kafka.topics must list at least one topic" -}}
