@@ -225,6 +225,73 @@ class _ProxyReply(asyncio.Protocol):
             self.status.set_exception(TransportError(f"{self._proxy} {what}", "proxy"))
 
 
+class _Route:
+    """Where a pool's sockets go and how each opens: straight to the origin, or through an HTTP
+    proxy (absolute-form requests to an http origin; per socket, a CONNECT then TLS to an https
+    one). Also the parts of every request line that depend on it: the Host line and the prefix
+    of the target."""
+
+    def __init__(
+        self, base_url: str, ssl_context: ssl.SSLContext | None, proxy: Proxy | None
+    ) -> None:
+        url = urlsplit(base_url)
+        if url.scheme not in _DEFAULT_PORTS or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = url.hostname.encode("idna").decode("ascii")
+        self.port = url.port or _DEFAULT_PORTS[url.scheme]
+        self.ssl = (ssl_context or ssl.create_default_context()) if url.scheme == "https" else None
+        self.origin = f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
+        bracketed = f"[{self.host}]" if ":" in self.host else self.host
+        authority = bracketed if url.port is None else f"{bracketed}:{self.port}"
+        self.host_line = f"Host: {authority}\r\n".encode("ascii")
+        self.prefix = url.path.rstrip("/").encode("ascii")
+        self.proxy = proxy
+        self.address = (self.host, self.port) if proxy is None else (proxy.host, proxy.port)
+        self.tunnel = b""  # the CONNECT request that opens each socket to an https origin
+        if proxy is not None and self.ssl is None:  # absolute-form, credentials on each
+            self.prefix = f"http://{authority}".encode("ascii") + self.prefix
+            self.host_line += proxy.authorization
+        elif proxy is not None:
+            target = f"{bracketed}:{self.port}".encode("ascii")
+            self.tunnel = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+                target,
+                target,
+                proxy.authorization,
+            )
+
+    async def open(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """A new connection to the origin (raises OSError, or TransportError from a proxy)."""
+        if self.tunnel:
+            return await self._open_tunnel(loop)
+        _, connection = await loop.create_connection(
+            lambda: _Connection(loop, self.origin),
+            *self.address,
+            ssl=self.ssl,
+            server_hostname=self.host if self.ssl else None,
+        )
+        return connection
+
+    async def _open_tunnel(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        """A socket to the proxy, a CONNECT to the origin on it, then TLS to the origin."""
+        proxy = self.proxy
+        assert proxy is not None and self.ssl is not None
+        raw, reply = await loop.create_connection(lambda: _ProxyReply(loop, proxy), *self.address)
+        try:
+            raw.write(self.tunnel)
+            status, reason = await reply.status
+            if status != 200:
+                raise TransportError(refusal(proxy, status, reason), "proxy")
+            connection = _Connection(loop, self.origin)
+            tls = await loop.start_tls(raw, connection, self.ssl, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+        if tls is None:  # only when the loop has no TLS at all
+            raise TransportError(f"no TLS transport to {self.origin}", "connect")
+        connection.connection_made(tls)
+        return connection
+
+
 class ConnectionPool:
     """Keep-alive connections to the origin of `base_url` (http or https; a path in it
     prefixes every target), at most `connections` of them."""
@@ -237,30 +304,11 @@ class ConnectionPool:
         ssl_context: ssl.SSLContext | None = None,
         proxy: Proxy | None = None,
     ) -> None:
-        url = urlsplit(base_url)
-        if url.scheme not in _DEFAULT_PORTS or not url.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        self._host = url.hostname.encode("idna").decode("ascii")
-        self._port = url.port or _DEFAULT_PORTS[url.scheme]
-        self._ssl = (ssl_context or ssl.create_default_context()) if url.scheme == "https" else None
-        self._origin = f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
-        bracketed = f"[{self._host}]" if ":" in self._host else self._host
-        authority = bracketed if url.port is None else f"{bracketed}:{self._port}"
-        self._host_line = f"Host: {authority}\r\n".encode("ascii")
-        self._prefix = url.path.rstrip("/").encode("ascii")
+        route = self._route = _Route(base_url, ssl_context, proxy)
+        self._origin = route.origin  # the request path's parts, read per request: kept here
+        self._host_line = route.host_line
+        self._prefix = route.prefix
         self.proxy = proxy
-        self._address = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
-        self._tunnel = b""  # the CONNECT request that opens each socket to an https origin
-        if proxy is not None and self._ssl is None:  # absolute-form, credentials on each
-            self._prefix = f"http://{authority}".encode("ascii") + self._prefix
-            self._host_line += proxy.authorization
-        elif proxy is not None:
-            target = f"{bracketed}:{self._port}".encode("ascii")
-            self._tunnel = b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
-                target,
-                target,
-                proxy.authorization,
-            )
         self._limit = max(1, connections)
         self._count = 0  # open or opening connections
         self._idle: deque[_Connection] = deque()  # newest on the right
@@ -415,17 +463,8 @@ class ConnectionPool:
 
     async def _connect(self) -> _Connection:
         """Open a socket in a slot already counted; on failure the slot is freed."""
-        loop = asyncio.get_running_loop()
         try:
-            if self._tunnel:
-                connection = await self._connect_tunnel(loop)
-            else:
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(loop, self._origin),
-                    *self._address,
-                    ssl=self._ssl,
-                    server_hostname=self._host if self._ssl else None,
-                )
+            connection = await self._route.open(asyncio.get_running_loop())
         except OSError as exc:
             self._free_slot()
             where = self._origin if self.proxy is None else self.proxy
@@ -438,26 +477,6 @@ class ConnectionPool:
             self._free_slot()
             raise TransportError(f"the connection pool for {self._origin} is closed", "shutdown")
         self._all.add(connection)
-        return connection
-
-    async def _connect_tunnel(self, loop: asyncio.AbstractEventLoop) -> _Connection:
-        """A socket to the proxy, a CONNECT to the origin on it, then TLS to the origin."""
-        proxy = self.proxy
-        assert proxy is not None and self._ssl is not None
-        raw, reply = await loop.create_connection(lambda: _ProxyReply(loop, proxy), *self._address)
-        try:
-            raw.write(self._tunnel)
-            status, reason = await reply.status
-            if status != 200:
-                raise TransportError(refusal(proxy, status, reason), "proxy")
-            connection = _Connection(loop, self._origin)
-            tls = await loop.start_tls(raw, connection, self._ssl, server_hostname=self._host)
-        except BaseException:
-            raw.close()
-            raise
-        if tls is None:  # only when the loop has no TLS at all
-            raise TransportError(f"no TLS transport to {self._origin}", "connect")
-        connection.connection_made(tls)
         return connection
 
     def _release(self, connection: _Connection, reusable: bool) -> None:
