@@ -11,6 +11,7 @@ tests without a broker.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import time
@@ -35,6 +36,7 @@ from consumer.sink.client import Abandoned, FullStoryClient
 from consumer.sink.connect import open_clients, warn_settings
 from consumer.sink.contract import Done, Fatal, Sink
 from consumer.sink.realtime import RealtimeSink
+from consumer.sink.retry import Backoff
 from consumer.source import Commits, KafkaSource, Listeners, Partitions, Source, consumer_config
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ LAG_INTERVAL = 5.0  # seconds between lag gauge updates
 # at FullStory and cuts for. Slices of 100 keep that wait near 5 ms at no measurable cost.
 ROUTE_SLICE = 100
 COMMIT_INTERVAL = 1.0  # seconds between commits of what is done
+PLAN_RETRY = Backoff(base=0.1, cap=2.0)  # a batch plan the broker refused is written again
 
 SourceFactory = Callable[[Listeners], Source]
 SinkFactory = Callable[[Done, Fatal, Persist], Sink]
@@ -357,8 +360,14 @@ class Pipeline:
 
     async def _persist(self, tp: Partition, plan: str) -> None:
         """Batch delivery: record a partition's segment plan in Kafka before its import jobs
-        are created, so whoever reads the partition next forms the same jobs again."""
-        commits = self.ledger.pin(tp, plan)
-        if self._core is None or not commits:
-            raise Abandoned()  # no longer ours: the next owner decides its own segments
-        await self._core.source.commit(commits)
+        are created, so whoever reads the partition next forms the same jobs again. Only once
+        the broker took it: a plan refused during a rebalance and its jobs created anyway
+        let the next owner form other segments and import their items a second time (233
+        twice in a join-and-leave test), so a refused plan is written again."""
+        for attempt in itertools.count():
+            commits = self.ledger.pin(tp, plan)
+            if self._core is None or not commits:
+                raise Abandoned()  # no longer ours: the next owner decides its own segments
+            if tp not in await self._core.source.commit(commits):
+                return
+            await asyncio.sleep(PLAN_RETRY.delay(attempt))

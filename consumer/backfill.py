@@ -237,8 +237,8 @@ class Bounded:
     def high_watermark(self, tp: Partition) -> int | None:
         return self._inner.high_watermark(tp)
 
-    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
-        await self._inner.commit(commits, asynchronous=asynchronous)
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> Partitions:
+        return await self._inner.commit(commits, asynchronous=asynchronous)
 
     async def probe(self, timeout: float = 2.0) -> None:
         await self._inner.probe(timeout)

@@ -63,7 +63,7 @@ class Source(Protocol):
     def resume(self, tps: Partitions) -> None: ...
     def seek(self, tp: Partition, offset: int) -> None: ...
     def high_watermark(self, tp: Partition) -> int | None: ...
-    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None: ...
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> Partitions: ...
     async def probe(self, timeout: float = 2.0) -> None: ...
     async def close(self) -> None: ...
 
@@ -159,7 +159,7 @@ class KafkaSource:
             raise KafkaSettingsError.of(exc) from None
         self._topics = topics
         self._commit_queue: queue.SimpleQueue[
-            tuple[Commits, bool, concurrent.futures.Future[None]]
+            tuple[Commits, bool, concurrent.futures.Future[Partitions]]
         ] = queue.SimpleQueue()
 
     def _error(self, err: KafkaError) -> None:
@@ -174,14 +174,16 @@ class KafkaSource:
         else:
             log.warning("kafka client error", extra={"error": err.str()})
 
-    def _commit_result(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    def _commit_result(
+        self, err: KafkaError | None, partitions: list[TopicPartition]
+    ) -> Partitions:
         """A commit's result (poll thread): librdkafka's `on_commit` for asynchronous commits,
         `commit_now` for synchronous ones (which never reach `on_commit`). A refused one is
         handed to the loop, which commits those partitions again: the periodic commit sends
         only changed positions, so a lost commit of a partition with nothing left to do would
-        otherwise stay behind until shutdown."""
+        otherwise stay behind until shutdown. Returns the refused partitions."""
         if err is not None and err.code() == KafkaError._NO_OFFSET:
-            return
+            return []
         errors = [p.error for p in partitions if p.error is not None]
         failed = [
             (p.topic, p.partition) for p in partitions if err is not None or p.error is not None
@@ -193,6 +195,7 @@ class KafkaSource:
                 extra={"partitions": [f"{t}-{p}" for t, p in failed], "error": reason},
             )
             self._loop.call_soon_threadsafe(self._listeners.commit_failed, failed)
+        return failed
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._loop.run_in_executor(self._thread, fn, *args)
@@ -336,31 +339,34 @@ class KafkaSource:
             return None
         return int(high) if high is not None and high >= 0 else None
 
-    def commit_now(self, commits: Commits, *, asynchronous: bool = False) -> None:
+    def commit_now(self, commits: Commits, *, asynchronous: bool = False) -> Partitions:
         """Commit offsets with their metadata (synchronous unless asked). Call it on the poll
         thread (`commit`) or while no consume runs: librdkafka may be inside a rebalance
-        callback there."""
+        callback there. Returns the partitions a synchronous commit was refused for (an
+        asynchronous one's refusals come later, through `commit_failed`)."""
         if not commits:
-            return
+            return []
         offsets = [TopicPartition(t, p, o, metadata=m) for t, p, o, m in commits]
         try:
             if asynchronous:  # two calls: the client's type hints overload on the literal
                 self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:  # per-partition errors come back in the result, not as an exception
-                self._commit_result(
-                    None, self._consumer.commit(offsets=offsets, asynchronous=False) or []
-                )
+                return []
+            # per-partition errors come back in the result, not as an exception
+            return self._commit_result(
+                None, self._consumer.commit(offsets=offsets, asynchronous=False) or []
+            )
         except KafkaException as exc:
-            self._commit_result(exc.args[0] if exc.args else KafkaError(KafkaError._FAIL), offsets)
+            error = exc.args[0] if exc.args else KafkaError(KafkaError._FAIL)
+            return self._commit_result(error, offsets)
 
-    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> Partitions:
         """Commit on the poll thread, in order with consumes and never racing a rebalance: the
         request is served by the poll thread as soon as it is free, or from inside a rebalance
-        callback that is waiting for the loop."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        callback that is waiting for the loop. Returns what `commit_now` does."""
+        done: concurrent.futures.Future[Partitions] = concurrent.futures.Future()
         self._commit_queue.put((commits, asynchronous, done))
         self._loop.run_in_executor(self._thread, self._serve_commits)
-        await asyncio.wrap_future(done)
+        return await asyncio.wrap_future(done)
 
     def _serve_commits(self) -> None:
         """Run the queued commit requests (poll thread only)."""
@@ -370,11 +376,11 @@ class KafkaSource:
             except queue.Empty:
                 return
             try:
-                self.commit_now(commits, asynchronous=asynchronous)
+                refused = self.commit_now(commits, asynchronous=asynchronous)
             except BaseException as exc:
                 done.set_exception(exc)
             else:
-                done.set_result(None)
+                done.set_result(refused)
 
     async def close(self) -> None:
         """Leave the group (runs the revoke callback, so the final drain happens there)."""

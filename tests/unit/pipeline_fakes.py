@@ -20,6 +20,7 @@ from consumer.codec.encode import Encoder
 from consumer.codec.schema_registry import RegistryUnavailable
 from consumer.config import load_config
 from consumer.record import Partition, Record
+from consumer.sink.batch import Persist
 from consumer.sink.client import FullStoryClient, Rejected
 from consumer.sink.contract import Done, Fatal, Job
 from consumer.source import Commits, Listeners, Partitions
@@ -49,6 +50,7 @@ class FakeSource:
         self.commits: list[tuple[str, int, int, str]] = []
         self.seeks: list[tuple[Partition, int]] = []
         self.refuse = 0  # periodic commits to refuse, as a broker does during a rebalance
+        self.refuse_sync = 0  # synchronous ones (a batch plan) to refuse
         self.brokers_up = True
 
     def committed(self, tp: Partition) -> int | None:
@@ -110,13 +112,17 @@ class FakeSource:
     def high_watermark(self, tp: Partition) -> int | None:
         return len(self.logs[tp])
 
-    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> None:
+    async def commit(self, commits: Commits, *, asynchronous: bool = False) -> Partitions:
+        refused = [(t, p) for t, p, _o, _m in commits]
         if asynchronous and self.refuse and commits:
             self.refuse -= 1  # reported later, as librdkafka's on_commit is
-            refused = [(t, p) for t, p, _o, _m in commits]
             asyncio.get_running_loop().call_soon(self.listeners.commit_failed, refused)
-            return
+            return []
+        if not asynchronous and self.refuse_sync and commits:
+            self.refuse_sync -= 1
+            return refused  # a synchronous commit says so in its result
         self.commits += commits
+        return []
 
     async def probe(self, timeout: float = 2.0) -> None:
         pass
@@ -129,8 +135,9 @@ class FakeSink:
     """Holds every job until the test acknowledges it; `started` jobs are the ones a sender has
     begun (a revoke must wait for those, and may take the others back)."""
 
-    def __init__(self, on_done: Done, on_fatal: Fatal) -> None:
+    def __init__(self, on_done: Done, on_fatal: Fatal, persist: Persist) -> None:
         self.on_done = on_done
+        self.persist = persist  # the pipeline's hook for a batch plan
         self.jobs: dict[tuple[Partition, int], Job] = {}
         self.started: set[tuple[Partition, int]] = set()
         self.flushes = 0
@@ -266,8 +273,8 @@ def run_core(
         made["source"] = FakeSource(listeners, logs)
         return cast(FakeSource, made["source"])
 
-    def sink(on_done: Done, on_fatal: Fatal, persist: Any) -> FakeSink:
-        made["sink"] = FakeSink(on_done, on_fatal)
+    def sink(on_done: Done, on_fatal: Fatal, persist: Persist) -> FakeSink:
+        made["sink"] = FakeSink(on_done, on_fatal, persist)
         return cast(FakeSink, made["sink"])
 
     async def main() -> None:

@@ -51,6 +51,20 @@ def test_a_refused_commit_is_made_again_though_nothing_changed_since() -> None:
     run_core(scenario, {TP: [track(i) for i in range(3)]})
 
 
+def test_a_batch_plan_the_broker_refused_is_written_again_before_its_jobs_start() -> None:
+    """A plan refused during a rebalance and its import jobs created anyway let the next owner
+    form other segments and import their items twice: the hook returns only once it is in."""
+
+    async def scenario(core: Core) -> None:
+        await core.until(lambda: len(core.sink.jobs) == 3, "three jobs submitted")
+        core.source.refuse_sync = 2
+        await asyncio.wait_for(core.sink.persist(TP, "plan-0-3"), 10)
+        assert core.source.refuse_sync == 0
+        assert "plan-0-3" in [metadata for _t, _p, _o, metadata in core.source.commits]
+
+    run_core(scenario, {TP: [track(i) for i in range(3)]})
+
+
 def test_dead_lettered_records_are_done_only_once_the_broker_has_them() -> None:
     async def scenario(core: Core) -> None:
         await core.until(lambda: len(core.dlq.sent) == 1, "the garbage dead-lettered")
