@@ -118,9 +118,13 @@ class RealtimeSink:
 
         released: list[Job] = []
         for key, held in self._held.items():
-            if any(releases(queued) for queued in held):
-                kept = deque(queued for queued in held if not releases(queued))
-                released.extend(queued.job for queued in held if releases(queued))
+            kept: deque[_Queued] = deque()
+            for queued in held:
+                if releases(queued):
+                    released.append(queued.job)
+                else:
+                    kept.append(queued)
+            if len(kept) != len(held):
                 self._held[key] = kept
         ready: list[_Ready] = []
         for entry in self._ready:
@@ -139,7 +143,6 @@ class RealtimeSink:
                     del self._held[user]
         heapq.heapify(ready)
         self._ready = ready
-        released.sort(key=lambda job: (job.record.tp, job.record.offset))
         return released
 
     def plan(self, tp: Partition) -> str:
